@@ -1,0 +1,76 @@
+//! Commands: the only way the replicated state changes. Each is one Raft log entry.
+
+use crate::{AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Alerts from one source and, in the same entry, the checkpoint that covers them, so a
+    /// new leader neither refetches what was committed nor skips what was not.
+    IngestAlerts {
+        source: String,
+        at: Timestamp,
+        drafts: Vec<AlertDraft>,
+        /// Events the source could not read, counted in the checkpoint.
+        rejected: u64,
+        checkpoint: Option<Checkpoint>,
+    },
+    /// A source's position or health without new alerts (a failed call, an empty window).
+    SaveCheckpoint { source: String, checkpoint: Checkpoint },
+    PutMatchCondition { condition: MatchCondition },
+    DeleteMatchCondition { name: String },
+    /// A worker takes recipients of a job under its leader's term.
+    ClaimRecipients { job_id: u64, recipients: Vec<String>, term: u64, at: Timestamp },
+    /// A worker reports what it did. Refused unless `term` is the term of the entry.
+    RecordOutcomes { job_id: u64, outcomes: Vec<RecipientOutcome>, term: u64, at: Timestamp },
+    /// Put back what a quarantine job moved, for all or some of its recipients.
+    RequestRestore {
+        job_id: u64,
+        recipients: Option<Vec<String>>,
+        requested_by: String,
+        at: Timestamp,
+    },
+    CloseIncident { incident_id: u64, by: String, at: Timestamp },
+    CommentIncident { incident_id: u64, by: String, text: String, at: Timestamp },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::IngestAlerts { .. } => "ingest_alerts",
+            Command::SaveCheckpoint { .. } => "save_checkpoint",
+            Command::PutMatchCondition { .. } => "put_match_condition",
+            Command::DeleteMatchCondition { .. } => "delete_match_condition",
+            Command::ClaimRecipients { .. } => "claim_recipients",
+            Command::RecordOutcomes { .. } => "record_outcomes",
+            Command::RequestRestore { .. } => "request_restore",
+            Command::CloseIncident { .. } => "close_incident",
+            Command::CommentIncident { .. } => "comment_incident",
+        }
+    }
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Ids of alerts, incidents or jobs created.
+    #[serde(default)]
+    pub alerts: Vec<u64>,
+    #[serde(default)]
+    pub incidents: Vec<u64>,
+    #[serde(default)]
+    pub jobs: Vec<u64>,
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Why the command changed nothing, when it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl CommandResponse {
+    pub fn refused(reason: impl Into<String>) -> CommandResponse {
+        CommandResponse { refused: Some(reason.into()), ..CommandResponse::default() }
+    }
+}

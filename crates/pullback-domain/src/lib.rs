@@ -1,0 +1,27 @@
+//! Pullback's vocabulary: the records the appliance keeps and the commands that change them.
+//!
+//! Everything here is plain data. The engine decides with it, the store persists it, the API
+//! converts it to wire shapes; nothing in this crate performs IO.
+
+pub mod alert;
+pub mod command;
+pub mod incident;
+pub mod match_condition;
+pub mod message_id;
+pub mod quarantine;
+pub mod source;
+pub mod versioned;
+
+pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
+pub use command::{Command, CommandResponse};
+pub use incident::{Incident, IncidentLink, IncidentState};
+pub use match_condition::{MatchCondition, Response};
+pub use message_id::MessageId;
+pub use quarantine::{
+    JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,
+    RecipientStatus,
+};
+pub use source::Checkpoint;
+
+/// Times are UTC everywhere; conversion to local time is the UI's business.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
