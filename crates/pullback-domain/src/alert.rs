@@ -138,7 +138,11 @@ impl AlertDraft {
     /// Classifications of all threats, lower case, without repeats.
     pub fn classifications(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for c in self.threats.iter().filter_map(|t| t.classification.as_deref()) {
+        for c in self
+            .threats
+            .iter()
+            .filter_map(|t| t.classification.as_deref())
+        {
             if !out.contains(&c) {
                 out.push(c);
             }
@@ -190,9 +194,8 @@ pub fn hostname_of(url: &str) -> Option<String> {
         host.split(':').next().unwrap_or(host)
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let plausible = !host.is_empty()
-        && host.contains(['.', ':'])
-        && !host.contains(char::is_whitespace);
+    let plausible =
+        !host.is_empty() && host.contains(['.', ':']) && !host.contains(char::is_whitespace);
     plausible.then_some(host)
 }
 
@@ -202,8 +205,14 @@ mod tests {
 
     #[test]
     fn addresses_are_normalised() {
-        assert_eq!(normalise_address(" User@Example.COM ").as_deref(), Some("user@example.com"));
-        assert_eq!(normalise_address("\"A\" <a@b.zz>").as_deref(), Some("a@b.zz"));
+        assert_eq!(
+            normalise_address(" User@Example.COM ").as_deref(),
+            Some("user@example.com")
+        );
+        assert_eq!(
+            normalise_address("\"A\" <a@b.zz>").as_deref(),
+            Some("a@b.zz")
+        );
         assert_eq!(normalise_address("  "), None);
     }
 

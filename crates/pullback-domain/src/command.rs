@@ -17,13 +17,30 @@ pub enum Command {
         checkpoint: Option<Checkpoint>,
     },
     /// A source's position or health without new alerts (a failed call, an empty window).
-    SaveCheckpoint { source: String, checkpoint: Checkpoint },
-    PutMatchCondition { condition: MatchCondition },
-    DeleteMatchCondition { name: String },
+    SaveCheckpoint {
+        source: String,
+        checkpoint: Checkpoint,
+    },
+    PutMatchCondition {
+        condition: MatchCondition,
+    },
+    DeleteMatchCondition {
+        name: String,
+    },
     /// A worker takes recipients of a job under its leader's term.
-    ClaimRecipients { job_id: u64, recipients: Vec<String>, term: u64, at: Timestamp },
+    ClaimRecipients {
+        job_id: u64,
+        recipients: Vec<String>,
+        term: u64,
+        at: Timestamp,
+    },
     /// A worker reports what it did. Refused unless `term` is the term of the entry.
-    RecordOutcomes { job_id: u64, outcomes: Vec<RecipientOutcome>, term: u64, at: Timestamp },
+    RecordOutcomes {
+        job_id: u64,
+        outcomes: Vec<RecipientOutcome>,
+        term: u64,
+        at: Timestamp,
+    },
     /// Put back what a quarantine job moved, for all or some of its recipients.
     RequestRestore {
         job_id: u64,
@@ -31,8 +48,17 @@ pub enum Command {
         requested_by: String,
         at: Timestamp,
     },
-    CloseIncident { incident_id: u64, by: String, at: Timestamp },
-    CommentIncident { incident_id: u64, by: String, text: String, at: Timestamp },
+    CloseIncident {
+        incident_id: u64,
+        by: String,
+        at: Timestamp,
+    },
+    CommentIncident {
+        incident_id: u64,
+        by: String,
+        text: String,
+        at: Timestamp,
+    },
 }
 
 impl Command {
@@ -71,6 +97,9 @@ pub struct CommandResponse {
 
 impl CommandResponse {
     pub fn refused(reason: impl Into<String>) -> CommandResponse {
-        CommandResponse { refused: Some(reason.into()), ..CommandResponse::default() }
+        CommandResponse {
+            refused: Some(reason.into()),
+            ..CommandResponse::default()
+        }
     }
 }

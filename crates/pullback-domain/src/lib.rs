@@ -14,7 +14,7 @@ pub mod versioned;
 
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse};
-pub use incident::{Incident, IncidentLink, IncidentState};
+pub use incident::{Comment, Incident, IncidentLink, IncidentState};
 pub use match_condition::{MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{

@@ -25,7 +25,11 @@ impl MessageId {
             };
         }
         let s = s.trim().trim_end_matches('>').trim();
-        if s.is_empty() { None } else { Some(MessageId(s.to_owned())) }
+        if s.is_empty() {
+            None
+        } else {
+            Some(MessageId(s.to_owned()))
+        }
     }
 
     /// The id without brackets, as stored.
@@ -50,7 +54,11 @@ mod tests {
     use super::MessageId;
 
     fn check(raw: &str, expected: Option<&str>) {
-        assert_eq!(MessageId::parse(raw).as_ref().map(MessageId::as_str), expected, "{raw:?}");
+        assert_eq!(
+            MessageId::parse(raw).as_ref().map(MessageId::as_str),
+            expected,
+            "{raw:?}"
+        );
     }
 
     #[test]

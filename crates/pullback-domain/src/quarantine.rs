@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum JobAction {
     Quarantine,
     /// Put back what job `original` quarantined.
-    Restore { original: u64 },
+    Restore {
+        original: u64,
+    },
 }
 
 /// Where one recipient's message stands.

@@ -19,7 +19,10 @@ pub enum DecodeError {
     #[error("value has unknown data format 0")]
     Unknown,
     #[error("value of data format {format} does not decode: {source}")]
-    Json { format: u8, source: serde_json::Error },
+    Json {
+        format: u8,
+        source: serde_json::Error,
+    },
 }
 
 /// Encodes a value in the current data format.

@@ -1,0 +1,75 @@
+//! API keys. A request carries its key in `Authorization`, bare (as Threat Response clients
+//! send it) or after `Bearer`. Keys are known only by their SHA-256.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use pullback_node::Role;
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+/// Who is calling, once authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses the call unless the caller's role is at least `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "key {:?} has role {:?}; this needs {:?}",
+                    self.name, self.role, needed
+                ),
+            ))
+        }
+    }
+}
+
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.trim().as_bytes()).into()
+}
+
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let key = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+    if key.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "an API key is required",
+        ));
+    }
+    let hash = hash_key(key);
+    let Some(known) = state.keys.iter().find(|k| k.sha256 == hash) else {
+        tracing::warn!(path = %request.uri().path(), "request with an unknown API key");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown API key"));
+    };
+    request.extensions_mut().insert(Caller {
+        name: known.name.clone(),
+        role: known.role,
+    });
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,271 @@
+//! The native API under `/api/v1`: alerts, incidents, quarantine jobs and their results,
+//! restore, match conditions, sources and node status.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use pullback_domain::{
+    Alert, Command, CommandResponse, Incident, MatchCondition, MessageId, QuarantineJob,
+};
+use pullback_node::Role;
+use serde::{Deserialize, Serialize};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/jobs/{id}/restore", post(restore))
+        .route("/api/v1/match-conditions", get(list_conditions))
+        .route(
+            "/api/v1/match-conditions/{name}",
+            get(get_condition)
+                .put(put_condition)
+                .delete(delete_condition),
+        )
+        .route("/api/v1/sources", get(list_sources))
+}
+
+async fn status(State(state): State<AppState>) -> Json<pullback_node::NodeStatus> {
+    Json(state.node.status())
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    total: usize,
+    offset: usize,
+    items: Vec<T>,
+}
+
+fn page<T>(all: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+    let total = all.len();
+    let items = all.into_iter().skip(offset).take(limit.min(1000)).collect();
+    Page {
+        total,
+        offset,
+        items,
+    }
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    Query(query): Query<AlertQuery>,
+) -> ApiResult<Json<Page<Alert>>> {
+    let reader = state.node.reader();
+    let alerts = match query.message_id.as_deref() {
+        Some(raw) => {
+            let id = MessageId::parse(raw)
+                .ok_or_else(|| ApiError::bad_request("message_id is empty"))?;
+            reader.alerts_by_message_id(&id)?
+        }
+        None => reader.alerts()?,
+    };
+    Ok(Json(page(alerts, query.offset, query.limit)))
+}
+
+async fn get_alert(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResult<Json<Alert>> {
+    let alert = state.node.reader().alert(id)?;
+    Ok(Json(alert.ok_or_else(|| {
+        ApiError::not_found(format!("alert {id}"))
+    })?))
+}
+
+#[derive(Serialize)]
+struct IncidentView {
+    #[serde(flatten)]
+    incident: Incident,
+    alerts: Vec<Alert>,
+    jobs: Vec<QuarantineJob>,
+}
+
+async fn get_incident(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<IncidentView>> {
+    let reader = state.node.reader();
+    let incident = reader
+        .incident(id)?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id}")))?;
+    let alerts = incident
+        .alert_ids
+        .iter()
+        .filter_map(|a| reader.alert(*a).transpose());
+    let alerts = alerts.collect::<Result<Vec<_>, _>>()?;
+    let jobs = incident
+        .job_ids
+        .iter()
+        .filter_map(|j| reader.job(*j).transpose());
+    let jobs = jobs.collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(IncidentView {
+        incident,
+        alerts,
+        jobs,
+    }))
+}
+
+#[derive(Deserialize)]
+struct JobQuery {
+    /// `queued` lists only jobs with recipients still to do.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    Query(query): Query<JobQuery>,
+) -> ApiResult<Json<Page<QuarantineJob>>> {
+    let reader = state.node.reader();
+    let jobs = match query.state.as_deref() {
+        None | Some("all") => reader.jobs()?,
+        Some("queued") => reader.queued_jobs()?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state must be all or queued, not {other:?}"
+            )));
+        }
+    };
+    Ok(Json(page(jobs, query.offset, query.limit)))
+}
+
+async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<QuarantineJob>> {
+    let job = state.node.reader().job(id)?;
+    Ok(Json(
+        job.ok_or_else(|| ApiError::not_found(format!("job {id}")))?,
+    ))
+}
+
+#[derive(Default, Deserialize)]
+struct RestoreRequest {
+    /// Only these recipients; all quarantined ones when absent.
+    #[serde(default)]
+    recipients: Option<Vec<String>>,
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+    body: Option<Json<RestoreRequest>>,
+) -> ApiResult<Json<CommandResponse>> {
+    caller.require(Role::Analyst)?;
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let command = Command::RequestRestore {
+        job_id: id,
+        recipients: request.recipients,
+        requested_by: caller.name.clone(),
+        at: chrono::Utc::now(),
+    };
+    commit(&state, &caller, command).await
+}
+
+/// Proposes a command and turns a refusal into a 409 that says why.
+pub(crate) async fn commit(
+    state: &AppState,
+    caller: &Caller,
+    command: Command,
+) -> ApiResult<Json<CommandResponse>> {
+    let name = command.name();
+    let response = state.node.propose(command).await?;
+    if let Some(reason) = &response.refused {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            reason.clone(),
+        ));
+    }
+    tracing::info!(caller = %caller.name, command = name, "change committed");
+    Ok(Json(response))
+}
+
+async fn list_conditions(State(state): State<AppState>) -> ApiResult<Json<Vec<MatchCondition>>> {
+    Ok(Json(state.node.reader().match_conditions()?))
+}
+
+async fn get_condition(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<MatchCondition>> {
+    let all = state.node.reader().match_conditions()?;
+    let found = all.into_iter().find(|c| c.name == name);
+    Ok(Json(found.ok_or_else(|| {
+        ApiError::not_found(format!("match condition {name:?}"))
+    })?))
+}
+
+async fn put_condition(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(condition): Json<MatchCondition>,
+) -> ApiResult<Json<CommandResponse>> {
+    caller.require(Role::Admin)?;
+    if condition.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names {:?} but the path names {name:?}",
+            condition.name
+        )));
+    }
+    condition.validate().map_err(ApiError::bad_request)?;
+    commit(&state, &caller, Command::PutMatchCondition { condition }).await
+}
+
+async fn delete_condition(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<CommandResponse>> {
+    caller.require(Role::Admin)?;
+    commit(&state, &caller, Command::DeleteMatchCondition { name }).await
+}
+
+#[derive(Serialize)]
+struct SourceView {
+    name: String,
+    #[serde(flatten)]
+    checkpoint: pullback_domain::Checkpoint,
+    calls_last_24h: usize,
+}
+
+async fn list_sources(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceView>>> {
+    let checkpoints = state.node.reader().checkpoints()?;
+    let views = checkpoints
+        .into_iter()
+        .map(|(name, mut checkpoint)| {
+            let calls_last_24h = checkpoint.calls.len();
+            // The call ledger is bookkeeping, not something an operator reads.
+            checkpoint.calls.clear();
+            SourceView {
+                name,
+                checkpoint,
+                calls_last_24h,
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}

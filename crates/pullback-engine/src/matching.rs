@@ -1,0 +1,231 @@
+//! Matching alerts against match conditions.
+
+use pullback_domain::{AlertDraft, MatchCondition, Response};
+
+/// What the match conditions decided for one alert.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Names of the conditions that matched, in evaluation order.
+    pub matched: Vec<String>,
+    pub open_incident: bool,
+    pub quarantine: bool,
+    /// Quarantine is recorded, not performed.
+    pub dry_run: bool,
+    /// Recipients a matching condition excluded from any action.
+    pub excluded: Vec<String>,
+}
+
+/// Evaluates every enabled condition in priority order (then by name, for a stable order).
+pub fn evaluate(conditions: &[MatchCondition], source: &str, alert: &AlertDraft) -> Decision {
+    let mut ordered: Vec<&MatchCondition> = conditions.iter().filter(|c| c.enabled).collect();
+    ordered.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+
+    let mut decision = Decision::default();
+    let mut real_quarantine = false;
+    for condition in ordered {
+        if !matches(condition, source, alert) {
+            continue;
+        }
+        decision.matched.push(condition.name.clone());
+        decision.open_incident = true;
+        for response in &condition.responses {
+            match response {
+                Response::Incident => {}
+                Response::Quarantine => real_quarantine = true,
+                Response::DryRunQuarantine => decision.quarantine = true,
+            }
+        }
+        for excluded in &condition.exclude_recipients {
+            let excluded = excluded.trim().to_ascii_lowercase();
+            if !decision.excluded.contains(&excluded) {
+                decision.excluded.push(excluded);
+            }
+        }
+        if condition.stop {
+            break;
+        }
+    }
+    // A real quarantine from any condition wins over a dry run from another.
+    decision.dry_run = decision.quarantine && !real_quarantine;
+    decision.quarantine |= real_quarantine;
+    decision
+}
+
+fn matches(condition: &MatchCondition, source: &str, alert: &AlertDraft) -> bool {
+    let threats = &alert.threats;
+    any_or_empty(&condition.sources, |s| s.eq_ignore_ascii_case(source))
+        && (condition.kinds.is_empty() || condition.kinds.contains(&alert.kind))
+        && any_or_empty(&condition.classifications, |c| {
+            threats
+                .iter()
+                .any(|t| eq_folded(t.classification.as_deref(), c))
+        })
+        && any_or_empty(&condition.threat_statuses, |s| {
+            threats.iter().any(|t| eq_folded(t.status.as_deref(), s))
+        })
+        && any_or_empty(&condition.threat_types, |k| {
+            threats
+                .iter()
+                .any(|t| eq_folded(t.kind.as_ref().map(|k| k.as_str()), k))
+        })
+        && any_or_empty(&condition.recipient_domains, |d| {
+            let suffix = format!("@{}", d.trim().trim_start_matches('@').to_ascii_lowercase());
+            alert.recipients.iter().any(|r| r.ends_with(&suffix))
+        })
+}
+
+fn any_or_empty(values: &[String], pred: impl Fn(&str) -> bool) -> bool {
+    values.is_empty() || values.iter().any(|v| pred(v))
+}
+
+/// Compares a feed value with a configured one, ignoring case and the `_` in
+/// `message_text`/`false_positive`, so that `messageText`, `MESSAGETEXT` and `message_text`
+/// are one value.
+fn eq_folded(value: Option<&str>, configured: &str) -> bool {
+    let fold = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '_')
+            .collect::<String>()
+            .to_lowercase()
+    };
+    value.is_some_and(|v| fold(v) == fold(configured))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pullback_domain::{AlertKind, Threat, ThreatKind};
+
+    fn alert(kind: AlertKind, classification: &str, status: &str) -> AlertDraft {
+        AlertDraft {
+            kind,
+            dedup_key: "id:1".into(),
+            time: chrono::Utc::now(),
+            message_id: None,
+            subject: None,
+            sender: None,
+            recipients: vec!["a@corp.zz".into(), "soc@corp.zz".into()],
+            threats: vec![Threat {
+                kind: Some(ThreatKind::Url),
+                classification: Some(classification.into()),
+                status: Some(status.into()),
+                ..Threat::default()
+            }],
+            notes: vec![],
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    fn condition(toml_body: &str) -> MatchCondition {
+        let mut c: MatchCondition = serde_json::from_str(toml_body).unwrap();
+        if c.responses.is_empty() {
+            c.responses.push(Response::Quarantine);
+        }
+        c
+    }
+
+    /// One case a line: the condition, the alert, and whether it quarantines.
+    fn check(cond: &str, alert: &AlertDraft, quarantine: bool) {
+        let decision = evaluate(&[condition(cond)], "tap", alert);
+        assert_eq!(
+            decision.quarantine, quarantine,
+            "{cond} on {:?}",
+            alert.kind
+        );
+    }
+
+    #[test]
+    fn filters_combine() {
+        let delivered_phish = alert(AlertKind::MessageDelivered, "phish", "active");
+        let delivered_spam = alert(AlertKind::MessageDelivered, "spam", "active");
+        let fp = alert(AlertKind::MessageDelivered, "phish", "falsepositive");
+        let click = alert(AlertKind::ClickPermitted, "malware", "active");
+        let base = r#""name":"q","responses":["quarantine"]"#;
+        check(&format!("{{{base}}}"), &delivered_spam, true);
+        check(
+            &format!(r#"{{{base},"sources":["TAP"]}}"#),
+            &delivered_phish,
+            true,
+        );
+        check(
+            &format!(r#"{{{base},"sources":["other"]}}"#),
+            &delivered_phish,
+            false,
+        );
+        let phish_or_malware = r#""classifications":["PHISH","malware"]"#;
+        check(
+            &format!("{{{base},{phish_or_malware}}}"),
+            &delivered_phish,
+            true,
+        );
+        check(
+            &format!("{{{base},{phish_or_malware}}}"),
+            &delivered_spam,
+            false,
+        );
+        check(
+            &format!(r#"{{{base},"threat_statuses":["active"]}}"#),
+            &fp,
+            false,
+        );
+        check(
+            &format!(r#"{{{base},"threat_statuses":["falsePositive"]}}"#),
+            &fp,
+            true,
+        );
+        check(
+            &format!(r#"{{{base},"kinds":["message_delivered"]}}"#),
+            &click,
+            false,
+        );
+        check(
+            &format!(r#"{{{base},"threat_types":["URL"]}}"#),
+            &click,
+            true,
+        );
+        check(
+            &format!(r#"{{{base},"recipient_domains":["@corp.zz"]}}"#),
+            &click,
+            true,
+        );
+        check(
+            &format!(r#"{{{base},"recipient_domains":["other.zz"]}}"#),
+            &click,
+            false,
+        );
+        check(
+            &format!(r#"{{{base},"enabled":false}}"#),
+            &delivered_phish,
+            false,
+        );
+    }
+
+    #[test]
+    fn real_quarantine_wins_over_dry_run_and_stop_ends_evaluation() {
+        let a = alert(AlertKind::MessageDelivered, "phish", "active");
+        let dry = condition(r#"{"name":"a","priority":1,"responses":["dry_run_quarantine"]}"#);
+        let real = condition(r#"{"name":"b","priority":2,"responses":["quarantine"]}"#);
+        let d = evaluate(&[real.clone(), dry.clone()], "tap", &a);
+        assert_eq!(d.matched, vec!["a", "b"]);
+        assert!(d.quarantine && !d.dry_run);
+
+        let mut stopping = dry.clone();
+        stopping.stop = true;
+        let d = evaluate(&[real, stopping], "tap", &a);
+        assert_eq!(d.matched, vec!["a"]);
+        assert!(d.quarantine && d.dry_run);
+    }
+
+    #[test]
+    fn exclusions_are_collected() {
+        let a = alert(AlertKind::MessageDelivered, "phish", "active");
+        let c = condition(
+            r#"{"name":"a","responses":["quarantine"],"exclude_recipients":["SOC@corp.zz"]}"#,
+        );
+        assert_eq!(evaluate(&[c], "tap", &a).excluded, vec!["soc@corp.zz"]);
+    }
+}

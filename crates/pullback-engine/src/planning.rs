@@ -1,0 +1,133 @@
+//! Planning quarantines: which recipients of which message to act on.
+
+use crate::Decision;
+use pullback_domain::{AlertDraft, AlertKind, MessageFingerprint, MessageId};
+
+/// A quarantine the state machine should record as a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobPlan {
+    pub message_id: Option<MessageId>,
+    pub fingerprint: MessageFingerprint,
+    pub dry_run: bool,
+    /// Recipients to act on, each with the reason it cannot be acted on, if any. A recipient
+    /// with a reason is recorded as failed at once, so the analyst sees why.
+    pub recipients: Vec<(String, Option<String>)>,
+}
+
+/// Plans the quarantine an alert calls for, or `None` with nothing to do.
+///
+/// `already_planned` answers whether an earlier job already covers this message for this
+/// recipient; such recipients are skipped, so two alerts about one message (the delivery and
+/// a click, say) never pull it twice.
+pub fn plan_quarantine(
+    alert: &AlertDraft,
+    decision: &Decision,
+    already_planned: impl Fn(&MessageId, &str) -> bool,
+) -> Option<JobPlan> {
+    if !decision.quarantine {
+        return None;
+    }
+    // A blocked message never reached a mailbox, so there is nothing to pull.
+    if matches!(
+        alert.kind,
+        AlertKind::MessageBlocked | AlertKind::ClickBlocked
+    ) {
+        return None;
+    }
+    let missing_id = alert
+        .message_id
+        .is_none()
+        .then(|| "the alert carries no Message-ID, so the message cannot be looked up".to_owned());
+    let mut recipients = Vec::new();
+    for recipient in &alert.recipients {
+        if decision.excluded.contains(recipient) {
+            continue;
+        }
+        if let Some(id) = &alert.message_id
+            && already_planned(id, recipient)
+        {
+            continue;
+        }
+        if !recipients.iter().any(|(r, _)| r == recipient) {
+            recipients.push((recipient.clone(), missing_id.clone()));
+        }
+    }
+    if recipients.is_empty() {
+        return None;
+    }
+    Some(JobPlan {
+        message_id: alert.message_id.clone(),
+        fingerprint: MessageFingerprint {
+            subject: alert.subject.clone().filter(|s| !s.trim().is_empty()),
+            sender: None,
+        },
+        dry_run: decision.dry_run,
+        recipients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: AlertKind, message_id: Option<&str>, recipients: &[&str]) -> AlertDraft {
+        AlertDraft {
+            kind,
+            dedup_key: "id:x".into(),
+            time: chrono::Utc::now(),
+            message_id: message_id.and_then(MessageId::parse),
+            subject: Some("Invoice".into()),
+            sender: Some("bad@evil.zz".into()),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            threats: vec![],
+            notes: vec![],
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    fn quarantine() -> Decision {
+        Decision {
+            open_incident: true,
+            quarantine: true,
+            ..Decision::default()
+        }
+    }
+
+    #[test]
+    fn blocked_messages_and_non_matching_alerts_plan_nothing() {
+        let blocked = alert(AlertKind::MessageBlocked, Some("<m@x>"), &["a@x"]);
+        assert_eq!(plan_quarantine(&blocked, &quarantine(), |_, _| false), None);
+        let delivered = alert(AlertKind::MessageDelivered, Some("<m@x>"), &["a@x"]);
+        assert_eq!(
+            plan_quarantine(&delivered, &Decision::default(), |_, _| false),
+            None
+        );
+    }
+
+    #[test]
+    fn skips_excluded_and_already_planned_recipients() {
+        let a = alert(
+            AlertKind::MessageDelivered,
+            Some("<m@x>"),
+            &["a@x", "b@x", "soc@x", "a@x"],
+        );
+        let mut d = quarantine();
+        d.excluded.push("soc@x".into());
+        let plan = plan_quarantine(&a, &d, |_, r| r == "b@x").unwrap();
+        assert_eq!(plan.recipients, vec![("a@x".to_owned(), None)]);
+        assert!(plan_quarantine(&a, &d, |_, _| true).is_none());
+    }
+
+    #[test]
+    fn missing_message_id_is_planned_as_a_recorded_failure() {
+        let a = alert(AlertKind::MessageDelivered, None, &["a@x"]);
+        let plan = plan_quarantine(&a, &quarantine(), |_, _| false).unwrap();
+        assert!(
+            plan.recipients[0]
+                .1
+                .as_deref()
+                .unwrap()
+                .contains("no Message-ID")
+        );
+    }
+}

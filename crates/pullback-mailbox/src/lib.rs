@@ -1,0 +1,120 @@
+//! Mailbox backends for quarantine workers: given a recipient's mailbox and a message, pull the
+//! message into a quarantine folder, or put it back.
+//!
+//! Every backend answers with a [`RecipientOutcome`] and never with an error: a worker records
+//! what happened to each recipient, and a failure is one of the things that can happen. Every
+//! operation is idempotent: running it again after it succeeded answers
+//! [`RecipientStatus::AlreadyInDestination`] and changes nothing.
+//!
+//! A message is found by its Message-ID. Two different messages can share one, so when the
+//! [`MessageFingerprint`] names a subject or a sender, only copies whose headers agree are
+//! touched (see [`headers::MessageHeaders::matches`]).
+
+pub mod headers;
+pub mod imap;
+pub mod maildir;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use imap::{ImapBackend, ImapConfig, ImapError, TlsMode};
+pub use maildir::{MaildirBackend, MaildirError};
+pub use pullback_domain::{MessageFingerprint, MessageId, RecipientOutcome, RecipientStatus};
+
+/// The message a quarantine or restore acts on, and the two folders it moves between.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageTarget {
+    pub message_id: MessageId,
+    pub fingerprint: MessageFingerprint,
+    /// Where quarantined mail goes, e.g. `Quarantine`; created on first use.
+    pub quarantine_folder: String,
+    /// Where the message was delivered and where a restore puts it back, usually `INBOX`.
+    pub source_folder: String,
+}
+
+impl MessageTarget {
+    /// A target moving between `INBOX` and `Quarantine`.
+    pub fn new(message_id: MessageId, fingerprint: MessageFingerprint) -> MessageTarget {
+        MessageTarget {
+            message_id,
+            fingerprint,
+            quarantine_folder: "Quarantine".to_owned(),
+            source_folder: "INBOX".to_owned(),
+        }
+    }
+}
+
+/// One kind of mail store that quarantine workers can act on.
+#[async_trait::async_trait]
+pub trait MailboxBackend: Send + Sync {
+    /// A short name for logs and results, such as `imap` or `maildir`.
+    fn name(&self) -> &str;
+
+    /// Moves every matching copy from the source folder to the quarantine folder.
+    async fn quarantine(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome;
+
+    /// Moves every matching copy from the quarantine folder back to the source folder.
+    async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome;
+}
+
+/// The direction of a move, which decides the folders and the status of success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Quarantine,
+    Restore,
+}
+
+impl Direction {
+    /// The folder the message leaves and the folder it goes to.
+    pub(crate) fn folders(self, target: &MessageTarget) -> (&str, &str) {
+        match self {
+            Direction::Quarantine => (&target.source_folder, &target.quarantine_folder),
+            Direction::Restore => (&target.quarantine_folder, &target.source_folder),
+        }
+    }
+
+    /// The status reported when this run moved the message.
+    pub(crate) fn done(self) -> RecipientStatus {
+        match self {
+            Direction::Quarantine => RecipientStatus::Quarantined,
+            Direction::Restore => RecipientStatus::Restored,
+        }
+    }
+}
+
+/// Builds the outcome for one recipient.
+pub(crate) fn outcome(
+    mailbox: &str,
+    status: RecipientStatus,
+    details: String,
+    is_read: Option<bool>,
+) -> RecipientOutcome {
+    RecipientOutcome { recipient: mailbox.to_owned(), status, details, is_read }
+}
+
+/// The `NotFound` outcome after both folders were searched.
+///
+/// `different` counts the messages that carried the Message-ID but failed the fingerprint
+/// check; they are named in the details so that an analyst sees why nothing moved.
+pub(crate) fn not_found(
+    mailbox: &str,
+    target: &MessageTarget,
+    direction: Direction,
+    different: usize,
+    note: &str,
+) -> RecipientOutcome {
+    let (from, to) = direction.folders(target);
+    let id = target.message_id.bracketed();
+    let mut details = if different > 0 {
+        format!(
+            "Message-ID {id} matched a different message in {mailbox} ({different} with another \
+             subject or sender); nothing was moved"
+        )
+    } else {
+        format!("no message with Message-ID {id} in {from} or {to} of {mailbox}")
+    };
+    if !note.is_empty() {
+        details.push_str("; ");
+        details.push_str(note);
+    }
+    outcome(mailbox, RecipientStatus::NotFound, details, None)
+}

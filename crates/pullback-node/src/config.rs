@@ -1,0 +1,425 @@
+//! The configuration file (TOML): the node, API keys, alert sources, mailbox backends and
+//! match conditions. `pullback validate` runs [`Config::load`] and reports every problem.
+
+use pullback_domain::MatchCondition;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub mailboxes: Vec<MailboxConfig>,
+    #[serde(default)]
+    pub match_conditions: Vec<MatchCondition>,
+    #[serde(default)]
+    pub workers: WorkerConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// This node's Raft id; unique in the cluster, never reused.
+    #[serde(default = "one")]
+    pub id: u64,
+    pub data_dir: PathBuf,
+    /// Where the API, UI and metrics listen.
+    pub listen: SocketAddr,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    ReadOnly,
+    Analyst,
+    Admin,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the key; the key itself is never stored.
+    pub sha256: String,
+}
+
+/// A secret given inline, in a file readable only by its owner, or in an environment
+/// variable. Its `Debug` never shows the value.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretRef")
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .finish()
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. A file must not be readable by group or others.
+    pub fn resolve(&self, what: &str) -> Result<String, String> {
+        match (&self.value, &self.file, &self.env) {
+            (Some(value), None, None) => Ok(value.clone()),
+            (None, Some(path), None) => read_secret_file(path, what),
+            (None, None, Some(var)) => std::env::var(var)
+                .map(|v| v.trim().to_owned())
+                .map_err(|_| format!("{what}: environment variable {var} is not set")),
+            (None, None, None) => Err(format!("{what}: no secret given (value, file or env)")),
+            _ => Err(format!("{what}: give exactly one of value, file or env")),
+        }
+    }
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{what}: {} is readable by group or others; chmod 600 it",
+            path.display()
+        ));
+    }
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    Tap(TapSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Tap(tap) => &tap.name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapSourceConfig {
+    pub name: String,
+    pub base_url: String,
+    pub principal: String,
+    pub secret: SecretRef,
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// How far back to look after a restart or outage.
+    #[serde(default = "default_lookback")]
+    pub lookback_hours: u64,
+    /// How much of the previous window every cycle asks for again, for late events.
+    #[serde(default = "default_overlap")]
+    pub overlap_minutes: u64,
+    #[serde(default = "default_quota")]
+    pub daily_quota: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_interval() -> u64 {
+    60
+}
+fn default_lookback() -> u64 {
+    12
+}
+fn default_overlap() -> u64 {
+    30
+}
+fn default_quota() -> u32 {
+    1800
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+/// A mailbox backend. Its `type` and the fields of that type sit beside the common fields.
+#[derive(Debug, Deserialize)]
+pub struct MailboxConfig {
+    pub name: String,
+    /// Recipient domains this backend serves; empty means every domain not served by
+    /// another backend.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default = "default_quarantine_folder")]
+    pub quarantine_folder: String,
+    #[serde(default = "default_source_folder")]
+    pub source_folder: String,
+    #[serde(flatten)]
+    pub backend: BackendConfig,
+}
+
+fn default_quarantine_folder() -> String {
+    "Quarantine".into()
+}
+fn default_source_folder() -> String {
+    "INBOX".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    Maildir {
+        root: PathBuf,
+    },
+    Imap {
+        host: String,
+        port: u16,
+        #[serde(default)]
+        tls: TlsMode,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        master_user: String,
+        master_password: SecretRef,
+        #[serde(default = "default_timeout")]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    None,
+    Starttls,
+    #[default]
+    Tls,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Mailboxes worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How often the queue is looked at when nothing announced new work.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        WorkerConfig {
+            concurrency: default_concurrency(),
+            poll_interval_ms: default_poll_ms(),
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+/// Every problem found in a configuration, each naming where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {path}:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file, resolving no secrets.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |problem: String| ConfigError {
+            path: path.to_owned(),
+            problems: vec![problem],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let config: Config = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks what serde cannot: uniqueness, references, and that secrets can be read.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut unique = |kind: &str, name: &str, seen: &mut BTreeSet<String>| {
+            if !seen.insert(name.to_owned()) {
+                problems.push(format!("{kind} {name:?} is defined twice"));
+            }
+        };
+        let mut seen = BTreeSet::new();
+        for source in &self.sources {
+            unique("source", source.name(), &mut seen);
+        }
+        let mut seen = BTreeSet::new();
+        for mailbox in &self.mailboxes {
+            unique("mailbox backend", &mailbox.name, &mut seen);
+        }
+        let mut seen = BTreeSet::new();
+        for condition in &self.match_conditions {
+            unique("match condition", &condition.name, &mut seen);
+        }
+        for key in &self.api_keys {
+            let valid = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !valid {
+                problems.push(format!(
+                    "api key {:?}: sha256 must be 64 hex digits",
+                    key.name
+                ));
+            }
+        }
+        for condition in &self.match_conditions {
+            if let Err(problem) = condition.validate() {
+                problems.push(problem);
+            }
+            for source in &condition.sources {
+                if !self.sources.iter().any(|s| s.name() == source) {
+                    problems.push(format!(
+                        "match condition {:?} names source {source:?}, which is not configured",
+                        condition.name
+                    ));
+                }
+            }
+        }
+        for source in &self.sources {
+            let SourceConfig::Tap(tap) = source;
+            if let Err(problem) = tap.secret.resolve(&format!("source {:?} secret", tap.name)) {
+                problems.push(problem);
+            }
+            if !(tap.base_url.starts_with("https://") || tap.base_url.starts_with("http://")) {
+                problems.push(format!(
+                    "source {:?}: base_url must be an http(s) URL",
+                    tap.name
+                ));
+            }
+            if tap.lookback_hours > 24 * 7 {
+                problems.push(format!(
+                    "source {:?}: lookback_hours is {}, but the TAP API keeps only 7 days",
+                    tap.name, tap.lookback_hours
+                ));
+            }
+        }
+        for mailbox in &self.mailboxes {
+            if let BackendConfig::Imap {
+                master_password, ..
+            } = &mailbox.backend
+                && let Err(problem) =
+                    master_password.resolve(&format!("mailbox backend {:?} password", mailbox.name))
+            {
+                problems.push(problem);
+            }
+        }
+        let catch_alls = self
+            .mailboxes
+            .iter()
+            .filter(|m| m.domains.is_empty())
+            .count();
+        if catch_alls > 1 {
+            problems.push("more than one mailbox backend has no domains (a catch-all)".into());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(toml_text: &str) -> Vec<String> {
+        let config: Config = toml::from_str(toml_text).unwrap();
+        config.problems()
+    }
+
+    const NODE: &str = "[node]\ndata_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:0\"\n";
+
+    #[test]
+    fn reports_every_problem_by_name() {
+        let text = format!(
+            "{NODE}
+[[sources]]
+type = \"tap\"
+name = \"tap\"
+base_url = \"ftp://x\"
+principal = \"p\"
+secret = {{ env = \"PULLBACK_TEST_UNSET_VARIABLE\" }}
+
+[[match_conditions]]
+name = \"q\"
+sources = [\"nope\"]
+responses = [\"quarantine\"]
+
+[[match_conditions]]
+name = \"q\"
+responses = []
+"
+        );
+        let problems = problems_of(&text).join("\n");
+        for expected in [
+            "PULLBACK_TEST_UNSET_VARIABLE is not set",
+            "base_url must be an http(s) URL",
+            "names source \"nope\"",
+            "match condition \"q\" is defined twice",
+            "has no responses",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing from:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let secret = SecretRef {
+            file: Some(path.clone()),
+            ..SecretRef::default()
+        };
+        assert!(secret.resolve("tap").unwrap_err().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secret.resolve("tap").unwrap(), "s3cret");
+        assert!(
+            !format!(
+                "{:?}",
+                SecretRef {
+                    value: Some("x1".into()),
+                    ..secret
+                }
+            )
+            .contains("x1")
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Leader-only work. The supervisor watches Raft; when this node becomes leader of a term it
+//! starts one task per source and the quarantine worker, all carrying that term, and when it
+//! stops leading it tells them to stop and waits for them.
+
+use crate::config::WorkerConfig;
+use crate::{Node, Parts, sources, worker};
+use openraft::ServerState;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: WorkerConfig) {
+    let mut raft_metrics = node.raft.metrics();
+    let mut shutdown = node.stop.subscribe();
+    let mut current: Option<(u64, watch::Sender<bool>, JoinSet<()>)> = None;
+    loop {
+        let (state, term) = {
+            let m = raft_metrics.borrow_and_update();
+            (m.state, m.current_term)
+        };
+        let leading_term = (state == ServerState::Leader).then_some(term);
+        let running_term = current.as_ref().map(|(t, _, _)| *t);
+        if leading_term != running_term {
+            if let Some((term, stop, tasks)) = current.take() {
+                tracing::info!(
+                    node = node.id,
+                    term,
+                    "leadership ended; stopping leader work"
+                );
+                stop_all(stop, tasks).await;
+            }
+            if let Some(term) = leading_term {
+                tracing::info!(
+                    node = node.id,
+                    term,
+                    "leading; starting pollers and workers"
+                );
+                current = Some(start(&node, &parts, &workers, term));
+            }
+        }
+        tokio::select! {
+            changed = raft_metrics.changed() => if changed.is_err() { break },
+            _ = shutdown.changed() => break,
+        }
+    }
+    if let Some((_, stop, tasks)) = current.take() {
+        stop_all(stop, tasks).await;
+    }
+}
+
+fn start(
+    node: &Arc<Node>,
+    parts: &Arc<Parts>,
+    workers: &WorkerConfig,
+    term: u64,
+) -> (u64, watch::Sender<bool>, JoinSet<()>) {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for index in 0..parts.sources.len() {
+        let (node, parts, stopped) = (node.clone(), parts.clone(), stopped.clone());
+        tasks.spawn(async move { sources::run(node, &parts.sources[index], stopped).await });
+    }
+    let (node, parts, workers) = (node.clone(), parts.clone(), workers.clone());
+    tasks.spawn(async move { worker::run(node, &parts.backends, workers, term, stopped).await });
+    (term, stop, tasks)
+}
+
+async fn stop_all(stop: watch::Sender<bool>, mut tasks: JoinSet<()>) {
+    let _ = stop.send(true);
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "a leader task panicked");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Prometheus metrics of one node. Names start with `pullback_`; counters end in `_total`.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub alerts_accepted: IntCounterVec,
+    pub alerts_duplicate: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub source_calls: IntCounterVec,
+    pub source_errors: IntCounterVec,
+    pub recipient_outcomes: IntCounterVec,
+    pub proposals: IntCounterVec,
+    pub raft: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let alerts_accepted = counter(
+            "pullback_alerts_accepted_total",
+            "Alerts committed.",
+            &["source"],
+        );
+        let alerts_duplicate = counter(
+            "pullback_alerts_duplicate_total",
+            "Events dropped because an alert with the same key was committed.",
+            &["source"],
+        );
+        let events_rejected = counter(
+            "pullback_events_rejected_total",
+            "Events that could not be read.",
+            &["source"],
+        );
+        let source_calls = counter(
+            "pullback_source_calls_total",
+            "Calls made to alert sources.",
+            &["source"],
+        );
+        let source_errors = counter(
+            "pullback_source_errors_total",
+            "Failed source cycles.",
+            &["source"],
+        );
+        let recipient_outcomes = counter(
+            "pullback_recipient_outcomes_total",
+            "Per-recipient results recorded by quarantine workers.",
+            &["action", "status"],
+        );
+        let proposals = counter(
+            "pullback_raft_proposals_total",
+            "Commands proposed to the Raft log, by command and result.",
+            &["command", "result"],
+        );
+        let raft = IntGaugeVec::new(
+            Opts::new(
+                "pullback_raft",
+                "Raft state of this node (term, indexes, leadership).",
+            ),
+            &["field"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(raft.clone()))
+            .expect("metric registered once");
+        Metrics {
+            registry,
+            alerts_accepted,
+            alerts_duplicate,
+            events_rejected,
+            source_calls,
+            source_errors,
+            recipient_outcomes,
+            proposals,
+            raft,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}

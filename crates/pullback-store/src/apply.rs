@@ -1,0 +1,567 @@
+//! Applying commands: the state transitions of Pullback, decided by the engine.
+//!
+//! A [`Tx`] collects the writes of one batch of entries in memory, reads its own writes, and
+//! becomes one RocksDB write batch together with the applied log id.
+
+use crate::db::{Cf, Db, StoreError, decode, encode, keys};
+use pullback_domain::{
+    Alert, AlertDraft, Checkpoint, Command, CommandResponse, Comment, Incident, IncidentState,
+    JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult, RecipientStatus,
+    Timestamp,
+};
+use rocksdb::WriteBatch;
+use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+
+/// Pending writes of one apply batch, readable before they are committed.
+pub(crate) struct Tx<'a> {
+    db: &'a Db,
+    writes: BTreeMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(db: &'a Db) -> Tx<'a> {
+        Tx {
+            db,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    fn get_raw(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(&(cf, key.to_vec())) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.db.get_raw(cf, key),
+        }
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(cf, key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    fn exists(&self, cf: Cf, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get_raw(cf, key)?.is_some())
+    }
+
+    pub(crate) fn put<T: Serialize>(&mut self, cf: Cf, key: Vec<u8>, value: &T) {
+        self.writes.insert((cf, key), Some(encode(value)));
+    }
+
+    fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.writes.insert((cf, key), None);
+    }
+
+    fn next_id(&mut self, sequence: &str) -> Result<u64, StoreError> {
+        let key = keys::seq(sequence);
+        let next = self.get::<u64>(Cf::State, &key)?.unwrap_or(0) + 1;
+        self.put(Cf::State, key, &next);
+        Ok(next)
+    }
+
+    /// Match conditions as of this point in the batch.
+    fn conditions(&self) -> Result<Vec<MatchCondition>, StoreError> {
+        let mut by_key: BTreeMap<Vec<u8>, MatchCondition> = self
+            .db
+            .scan(Cf::State, b"condition/")?
+            .into_iter()
+            .collect();
+        for ((cf, key), value) in &self.writes {
+            if *cf != Cf::State || !key.starts_with(b"condition/") {
+                continue;
+            }
+            match value {
+                Some(bytes) => by_key.insert(key.clone(), decode(key, bytes)?),
+                None => by_key.remove(key),
+            };
+        }
+        Ok(by_key.into_values().collect())
+    }
+
+    pub(crate) fn into_batch(self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for ((cf, key), value) in self.writes {
+            match value {
+                Some(bytes) => batch.put_cf(self.db.cf(cf), key, bytes),
+                None => batch.delete_cf(self.db.cf(cf), key),
+            }
+        }
+        batch
+    }
+}
+
+/// Applies one command. `term` is the term of the leader that appended the entry.
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    command: &Command,
+    term: u64,
+) -> Result<CommandResponse, StoreError> {
+    match command {
+        Command::IngestAlerts {
+            source,
+            at,
+            drafts,
+            rejected,
+            checkpoint,
+        } => ingest(tx, source, *at, drafts, *rejected, checkpoint.as_ref()),
+        Command::SaveCheckpoint { source, checkpoint } => {
+            save_checkpoint(tx, source, checkpoint, 0, 0, 0)?;
+            Ok(CommandResponse::default())
+        }
+        Command::PutMatchCondition { condition } => {
+            if let Err(reason) = condition.validate() {
+                return Ok(CommandResponse::refused(reason));
+            }
+            tx.put(Cf::State, keys::condition(&condition.name), condition);
+            Ok(CommandResponse::default())
+        }
+        Command::DeleteMatchCondition { name } => {
+            if !tx.exists(Cf::State, &keys::condition(name))? {
+                return Ok(CommandResponse::refused(format!(
+                    "no match condition named {name:?}"
+                )));
+            }
+            tx.delete(Cf::State, keys::condition(name));
+            Ok(CommandResponse::default())
+        }
+        Command::ClaimRecipients {
+            job_id,
+            recipients,
+            term: claimed,
+            at,
+        } => claim(tx, *job_id, recipients, *claimed, term, *at),
+        Command::RecordOutcomes {
+            job_id,
+            outcomes,
+            term: started,
+            at,
+        } => record(tx, *job_id, outcomes, *started, term, *at),
+        Command::RequestRestore {
+            job_id,
+            recipients,
+            requested_by,
+            at,
+        } => request_restore(tx, *job_id, recipients.as_deref(), requested_by, *at),
+        Command::CloseIncident {
+            incident_id,
+            by,
+            at,
+        } => close_incident(tx, *incident_id, by, *at),
+        Command::CommentIncident {
+            incident_id,
+            by,
+            text,
+            at,
+        } => {
+            let Some(mut incident) =
+                tx.get::<Incident>(Cf::State, &keys::incident(*incident_id))?
+            else {
+                return Ok(CommandResponse::refused(format!(
+                    "no incident {incident_id}"
+                )));
+            };
+            incident.comments.push(Comment {
+                at: *at,
+                author: by.clone(),
+                text: text.clone(),
+            });
+            incident.updated_at = *at;
+            tx.put(Cf::State, keys::incident(*incident_id), &incident);
+            Ok(CommandResponse::default())
+        }
+    }
+}
+
+fn ingest(
+    tx: &mut Tx<'_>,
+    source: &str,
+    at: Timestamp,
+    drafts: &[AlertDraft],
+    rejected: u64,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<CommandResponse, StoreError> {
+    let conditions = tx.conditions()?;
+    let mut response = CommandResponse::default();
+    for draft in drafts {
+        let dedup = keys::dedup(source, &draft.dedup_key);
+        if tx.exists(Cf::Index, &dedup)? {
+            response.duplicates += 1;
+            continue;
+        }
+        let id = tx.next_id("alert")?;
+        tx.put(Cf::Index, dedup, &id);
+        if let Some(message_id) = &draft.message_id {
+            tx.put(Cf::Index, keys::message(message_id.as_str(), id), &id);
+        }
+
+        let decision = pullback_engine::evaluate(&conditions, source, draft);
+        let mut alert = Alert {
+            id,
+            source: source.to_owned(),
+            received_at: at,
+            incident_id: None,
+            matched: decision.matched.clone(),
+            body: draft.clone(),
+        };
+        if decision.open_incident {
+            let (mut incident, created) = join_or_open(tx, &alert, at)?;
+            if created {
+                response.incidents.push(incident.id);
+            }
+            alert.incident_id = Some(incident.id);
+            let plan = pullback_engine::plan_quarantine(draft, &decision, |message, recipient| {
+                tx.exists(Cf::Index, &keys::planned(message.as_str(), recipient))
+                    .unwrap_or(false)
+            });
+            if let Some(plan) = plan {
+                let job_id = create_job(tx, &incident, &alert, plan, at)?;
+                incident.job_ids.push(job_id);
+                response.jobs.push(job_id);
+            }
+            tx.put(Cf::State, keys::incident(incident.id), &incident);
+        }
+        tx.put(Cf::State, keys::alert(id), &alert);
+        response.alerts.push(id);
+    }
+    if let Some(checkpoint) = checkpoint {
+        let accepted = response.alerts.len() as u64;
+        save_checkpoint(
+            tx,
+            source,
+            checkpoint,
+            accepted,
+            response.duplicates,
+            rejected,
+        )?;
+    }
+    Ok(response)
+}
+
+/// Stores a source's checkpoint. Counters belong to the state machine, which alone knows how
+/// many events were repeats, so they are added here rather than taken from the source.
+fn save_checkpoint(
+    tx: &mut Tx<'_>,
+    source: &str,
+    checkpoint: &Checkpoint,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+) -> Result<(), StoreError> {
+    let key = keys::checkpoint(source);
+    let old = tx.get::<Checkpoint>(Cf::State, &key)?.unwrap_or_default();
+    let new = Checkpoint {
+        accepted: old.accepted + accepted,
+        duplicates: old.duplicates + duplicates,
+        rejected: old.rejected + rejected,
+        ..checkpoint.clone()
+    };
+    tx.put(Cf::State, key, &new);
+    Ok(())
+}
+
+/// Finds the open incident the alert links to, or opens one. Returns it with the alert
+/// added, and whether it is new.
+fn join_or_open(
+    tx: &mut Tx<'_>,
+    alert: &Alert,
+    at: Timestamp,
+) -> Result<(Incident, bool), StoreError> {
+    let links = pullback_engine::incident_links(&alert.body);
+    for link in &links {
+        let Some(id) = tx.get::<u64>(Cf::Index, &keys::link(&link.index_key()))? else {
+            continue;
+        };
+        let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(id))? else {
+            continue;
+        };
+        if incident.state != IncidentState::Open {
+            continue;
+        }
+        add_alert(&mut incident, alert, at);
+        // Index the new alert's other links too, so its siblings find this incident.
+        for other in &links {
+            if !incident.links.contains(other) {
+                incident.links.push(other.clone());
+                tx.put(Cf::Index, keys::link(&other.index_key()), &incident.id);
+            }
+        }
+        return Ok((incident, false));
+    }
+
+    let id = tx.next_id("incident")?;
+    for link in &links {
+        tx.put(Cf::Index, keys::link(&link.index_key()), &id);
+    }
+    let mut incident = Incident {
+        id,
+        title: pullback_engine::incident_title(&alert.body),
+        state: IncidentState::Open,
+        created_at: at,
+        updated_at: at,
+        links,
+        alert_ids: Vec::new(),
+        job_ids: Vec::new(),
+        sources: Vec::new(),
+        classifications: Vec::new(),
+        comments: Vec::new(),
+    };
+    add_alert(&mut incident, alert, at);
+    Ok((incident, true))
+}
+
+fn add_alert(incident: &mut Incident, alert: &Alert, at: Timestamp) {
+    incident.alert_ids.push(alert.id);
+    incident.updated_at = at;
+    if !incident.sources.contains(&alert.source) {
+        incident.sources.push(alert.source.clone());
+    }
+    for c in alert.body.classifications() {
+        if !incident.classifications.iter().any(|known| known == c) {
+            incident.classifications.push(c.to_owned());
+        }
+    }
+}
+
+fn create_job(
+    tx: &mut Tx<'_>,
+    incident: &Incident,
+    alert: &Alert,
+    plan: pullback_engine::JobPlan,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let id = tx.next_id("job")?;
+    let results = plan
+        .recipients
+        .into_iter()
+        .map(|(recipient, unworkable)| {
+            let mut result = RecipientResult::pending(recipient);
+            if let Some(reason) = unworkable {
+                result.status = RecipientStatus::Failed;
+                result.details = reason;
+                result.end_time = Some(at);
+            } else if plan.dry_run {
+                result.status = RecipientStatus::WouldQuarantine;
+                result.details = "dry run: the mailbox was not touched".into();
+                result.end_time = Some(at);
+            }
+            result
+        })
+        .collect();
+    let job = QuarantineJob {
+        id,
+        incident_id: incident.id,
+        alert_id: alert.id,
+        action: JobAction::Quarantine,
+        message_id: plan.message_id,
+        fingerprint: plan.fingerprint,
+        dry_run: plan.dry_run,
+        created_at: at,
+        requested_by: alert.matched.join(", "),
+        results,
+    };
+    if let Some(message_id) = &job.message_id {
+        for result in &job.results {
+            tx.put(
+                Cf::Index,
+                keys::planned(message_id.as_str(), &result.recipient),
+                &id,
+            );
+        }
+    }
+    save_job(tx, &job);
+    Ok(id)
+}
+
+/// Stores a job and keeps the work queue in step with it.
+fn save_job(tx: &mut Tx<'_>, job: &QuarantineJob) {
+    tx.put(Cf::State, keys::job(job.id), job);
+    if job.is_done() {
+        tx.delete(Cf::Index, keys::queued(job.id));
+    } else {
+        tx.put(Cf::Index, keys::queued(job.id), &job.id);
+    }
+}
+
+fn claim(
+    tx: &mut Tx<'_>,
+    job_id: u64,
+    recipients: &[String],
+    claimed_term: u64,
+    entry_term: u64,
+    at: Timestamp,
+) -> Result<CommandResponse, StoreError> {
+    if claimed_term != entry_term {
+        return Ok(stale(claimed_term, entry_term));
+    }
+    let Some(mut job) = tx.get::<QuarantineJob>(Cf::State, &keys::job(job_id))? else {
+        return Ok(CommandResponse::refused(format!("no job {job_id}")));
+    };
+    for recipient in recipients {
+        let Some(result) = job.result_mut(recipient) else {
+            continue;
+        };
+        // A recipient in progress under an older term was abandoned by a deposed or crashed
+        // leader; it is claimed again and redone, which the backends make idempotent.
+        let claimable = result.status == RecipientStatus::Pending
+            || (result.status == RecipientStatus::InProgress && result.term < claimed_term);
+        if claimable {
+            result.status = RecipientStatus::InProgress;
+            result.term = claimed_term;
+            result.attempts += 1;
+            result.start_time.get_or_insert(at);
+        }
+    }
+    save_job(tx, &job);
+    Ok(CommandResponse::default())
+}
+
+fn record(
+    tx: &mut Tx<'_>,
+    job_id: u64,
+    outcomes: &[RecipientOutcome],
+    started_term: u64,
+    entry_term: u64,
+    at: Timestamp,
+) -> Result<CommandResponse, StoreError> {
+    if started_term != entry_term {
+        return Ok(stale(started_term, entry_term));
+    }
+    let Some(mut job) = tx.get::<QuarantineJob>(Cf::State, &keys::job(job_id))? else {
+        return Ok(CommandResponse::refused(format!("no job {job_id}")));
+    };
+    let mut undone = Vec::new();
+    for outcome in outcomes {
+        let Some(result) = job.result_mut(&outcome.recipient) else {
+            continue;
+        };
+        if result.status != RecipientStatus::InProgress || result.term != started_term {
+            continue;
+        }
+        result.status = outcome.status;
+        result.details = outcome.details.clone();
+        result.end_time = Some(at);
+        if outcome.is_read.is_some() {
+            result.is_read = outcome.is_read;
+        }
+        let put_back = matches!(
+            outcome.status,
+            RecipientStatus::Restored | RecipientStatus::AlreadyInDestination
+        );
+        if put_back {
+            undone.push(outcome.recipient.clone());
+        }
+    }
+    if let JobAction::Restore { original } = job.action
+        && !undone.is_empty()
+        && let Some(mut original_job) = tx.get::<QuarantineJob>(Cf::State, &keys::job(original))?
+    {
+        for recipient in &undone {
+            if let Some(result) = original_job.result_mut(recipient) {
+                result.was_undone = true;
+            }
+        }
+        save_job(tx, &original_job);
+    }
+    save_job(tx, &job);
+    Ok(CommandResponse::default())
+}
+
+fn stale(reported: u64, current: u64) -> CommandResponse {
+    CommandResponse::refused(format!(
+        "work started under term {reported} is fenced off by the leader of term {current}"
+    ))
+}
+
+fn request_restore(
+    tx: &mut Tx<'_>,
+    job_id: u64,
+    only: Option<&[String]>,
+    requested_by: &str,
+    at: Timestamp,
+) -> Result<CommandResponse, StoreError> {
+    let Some(original) = tx.get::<QuarantineJob>(Cf::State, &keys::job(job_id))? else {
+        return Ok(CommandResponse::refused(format!("no job {job_id}")));
+    };
+    if original.action != JobAction::Quarantine || original.dry_run {
+        return Ok(CommandResponse::refused(format!(
+            "job {job_id} is not a quarantine"
+        )));
+    }
+    let restorable = |r: &&RecipientResult| {
+        matches!(
+            r.status,
+            RecipientStatus::Quarantined | RecipientStatus::AlreadyInDestination
+        ) && !r.was_undone
+            && only.is_none_or(|only| only.iter().any(|o| o.eq_ignore_ascii_case(&r.recipient)))
+    };
+    let recipients: Vec<RecipientResult> = original
+        .results
+        .iter()
+        .filter(restorable)
+        .map(|r| RecipientResult::pending(r.recipient.clone()))
+        .collect();
+    if recipients.is_empty() {
+        return Ok(CommandResponse::refused(format!(
+            "job {job_id} has no quarantined recipient left to restore"
+        )));
+    }
+    let id = tx.next_id("job")?;
+    let job = QuarantineJob {
+        id,
+        incident_id: original.incident_id,
+        alert_id: original.alert_id,
+        action: JobAction::Restore { original: job_id },
+        message_id: original.message_id.clone(),
+        fingerprint: original.fingerprint.clone(),
+        dry_run: false,
+        created_at: at,
+        requested_by: requested_by.to_owned(),
+        results: recipients,
+    };
+    save_job(tx, &job);
+    if let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(job.incident_id))? {
+        incident.job_ids.push(id);
+        incident.updated_at = at;
+        tx.put(Cf::State, keys::incident(incident.id), &incident);
+    }
+    Ok(CommandResponse {
+        jobs: vec![id],
+        ..CommandResponse::default()
+    })
+}
+
+fn close_incident(
+    tx: &mut Tx<'_>,
+    incident_id: u64,
+    by: &str,
+    at: Timestamp,
+) -> Result<CommandResponse, StoreError> {
+    let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(incident_id))? else {
+        return Ok(CommandResponse::refused(format!(
+            "no incident {incident_id}"
+        )));
+    };
+    if incident.state == IncidentState::Closed {
+        return Ok(CommandResponse::default());
+    }
+    incident.state = IncidentState::Closed;
+    incident.updated_at = at;
+    incident.comments.push(Comment {
+        at,
+        author: by.to_owned(),
+        text: "closed".into(),
+    });
+    // New alerts about the same threat open a new incident from now on.
+    for link in &incident.links {
+        let key = keys::link(&link.index_key());
+        if tx.get::<u64>(Cf::Index, &key)? == Some(incident_id) {
+            tx.delete(Cf::Index, key);
+        }
+    }
+    tx.put(Cf::State, keys::incident(incident_id), &incident);
+    Ok(CommandResponse::default())
+}

@@ -1,0 +1,242 @@
+//! The RocksDB database, its column families and key layout.
+
+use pullback_domain::versioned::{self, DecodeError};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use serde::{Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Column families. Each holds one kind of data, so each can be iterated, dumped or cleared
+/// on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// Raft log entries by index.
+    Log,
+    /// Raft vote, committed id, purge point, current snapshot.
+    Raft,
+    /// State machine records: alerts, incidents, jobs, conditions, checkpoints.
+    State,
+    /// Indexes derived from the records, kept in the same batches.
+    Index,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::Log, Cf::Raft, Cf::State, Cf::Index];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Log => "raft_log",
+            Cf::Raft => "raft_meta",
+            Cf::State => "state",
+            Cf::Index => "index",
+        }
+    }
+
+    /// The families a snapshot carries.
+    pub const REPLICATED: [Cf; 2] = [Cf::State, Cf::Index];
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Cf::Log => 0,
+            Cf::Raft => 1,
+            Cf::State => 2,
+            Cf::Index => 3,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Cf> {
+        Cf::ALL.into_iter().find(|cf| cf.tag() == tag)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database in {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("the database opened but its state cannot be read: {0}")]
+    State(StoreError),
+}
+
+/// A failure to read or write the database, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB failed while {doing}: {source}")]
+    Rocks {
+        doing: &'static str,
+        source: rocksdb::Error,
+    },
+    #[error("stored value under {key} does not decode: {source}")]
+    Decode { key: String, source: DecodeError },
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// A cheap handle on the shared database.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DB>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.inner.path())
+            .finish()
+    }
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Db, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let families = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&options, dir, families).map_err(|source| {
+            OpenError::Rocks {
+                path: dir.to_owned(),
+                source,
+            }
+        })?;
+        Ok(Db {
+            inner: Arc::new(db),
+        })
+    }
+
+    pub fn rocks(&self) -> &DB {
+        &self.inner
+    }
+
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        // The families are created at open, so a missing one is a broken invariant.
+        self.inner
+            .cf_handle(cf.name())
+            .expect("column family created at open")
+    }
+
+    pub fn get_raw(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner
+            .get_cf(self.cf(cf), key)
+            .map_err(|source| StoreError::Rocks {
+                doing: "reading",
+                source,
+            })
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(cf, key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a batch; `durable` waits for the write-ahead log to reach the disk.
+    pub fn write(&self, batch: WriteBatch, durable: bool) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(durable);
+        self.inner
+            .write_opt(batch, &options)
+            .map_err(|source| StoreError::Rocks {
+                doing: "writing a batch",
+                source,
+            })
+    }
+
+    /// Decoded values whose keys start with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.prefix_iterator_cf(self.cf(cf), prefix) {
+            let (key, value) = item.map_err(|source| StoreError::Rocks {
+                doing: "scanning",
+                source,
+            })?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), decode(&key, &value)?));
+        }
+        Ok(out)
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    versioned::encode(value)
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    versioned::decode(bytes).map_err(|source| StoreError::Decode {
+        key: String::from_utf8_lossy(key).into(),
+        source,
+    })
+}
+
+/// Keys of the state machine. Numeric ids are big-endian so keys sort by id.
+pub mod keys {
+    pub const APPLIED: &[u8] = b"meta/applied";
+    pub const MEMBERSHIP: &[u8] = b"meta/membership";
+
+    pub fn seq(name: &str) -> Vec<u8> {
+        format!("seq/{name}").into_bytes()
+    }
+
+    pub fn numbered(kind: &str, id: u64) -> Vec<u8> {
+        let mut key = format!("{kind}/").into_bytes();
+        key.extend_from_slice(&id.to_be_bytes());
+        key
+    }
+
+    pub fn id_of(key: &[u8]) -> Option<u64> {
+        let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+        Some(u64::from_be_bytes(tail))
+    }
+
+    pub fn alert(id: u64) -> Vec<u8> {
+        numbered("alert", id)
+    }
+    pub fn incident(id: u64) -> Vec<u8> {
+        numbered("incident", id)
+    }
+    pub fn job(id: u64) -> Vec<u8> {
+        numbered("job", id)
+    }
+    pub fn condition(name: &str) -> Vec<u8> {
+        format!("condition/{name}").into_bytes()
+    }
+    pub fn checkpoint(source: &str) -> Vec<u8> {
+        format!("checkpoint/{source}").into_bytes()
+    }
+
+    // Index keys. A NUL separates free-form parts, which cannot contain one.
+    pub fn dedup(source: &str, dedup_key: &str) -> Vec<u8> {
+        format!("dedup/{source}\0{dedup_key}").into_bytes()
+    }
+    pub fn link(index_key: &str) -> Vec<u8> {
+        format!("link/{index_key}").into_bytes()
+    }
+    pub fn planned(message_id: &str, recipient: &str) -> Vec<u8> {
+        format!("planned/{message_id}\0{recipient}").into_bytes()
+    }
+    pub fn queued(job_id: u64) -> Vec<u8> {
+        numbered("queue", job_id)
+    }
+    pub fn message(message_id: &str, alert_id: u64) -> Vec<u8> {
+        let mut key = format!("message/{message_id}\0").into_bytes();
+        key.extend_from_slice(&alert_id.to_be_bytes());
+        key
+    }
+}

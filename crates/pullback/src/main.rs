@@ -1,0 +1,85 @@
+//! The `pullback` binary: one node's server, configuration checks, and a self-contained demo.
+
+mod demo;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pullback",
+    version,
+    about = "Threat response for e-mail: pull alerts, quarantine mail"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Runs a node from a configuration file until SIGTERM or Ctrl-C.
+    Server {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Checks a configuration file, its secrets and its backends, and exits.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Runs the whole job on built-in sample data, with no outside service.
+    Demo(demo::DemoOptions),
+    /// Prints a new random API key and the SHA-256 line to put in the configuration.
+    ApiKey {
+        /// The key's name in the configuration.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// admin, analyst or read_only.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PULLBACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pullback: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Commands::Server { config } => server::serve(&config).await,
+            Commands::Validate { config } => server::validate(&config),
+            Commands::Demo(options) => demo::run(options).await,
+            Commands::ApiKey { name, role } => {
+                let key = server::new_api_key()?;
+                println!("key:    {key}");
+                println!(
+                    "[[api_keys]]\nname = {name:?}\nrole = {role:?}\nsha256 = {:?}",
+                    hex::encode(pullback_api::hash_key(&key))
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pullback: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

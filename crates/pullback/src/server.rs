@@ -1,0 +1,89 @@
+//! `pullback server` and `pullback validate`.
+
+use anyhow::Context;
+use pullback_api::{ApiKey, AppState};
+use pullback_node::config::Config;
+use pullback_node::{Backends, Node, Parts, Source};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Builds everything a configuration describes; the errors name what is wrong.
+pub fn parts(config: &Config) -> anyhow::Result<(Parts, Vec<ApiKey>)> {
+    let backends = Backends::from_config(&config.mailboxes).map_err(anyhow::Error::msg)?;
+    let sources = config
+        .sources
+        .iter()
+        .map(Source::from_config)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut keys = Vec::new();
+    for key in &config.api_keys {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&key.sha256, &mut sha256)
+            .with_context(|| format!("api key {:?}: sha256 is not hex", key.name))?;
+        keys.push(ApiKey {
+            name: key.name.clone(),
+            role: key.role,
+            sha256,
+        });
+    }
+    Ok((Parts { backends, sources }, keys))
+}
+
+pub fn validate(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    parts(&config)?;
+    if config.api_keys.is_empty() {
+        eprintln!("warning: no api_keys configured; every API call will be refused");
+    }
+    println!(
+        "configuration OK: {} source(s), {} mailbox backend(s), {} match condition(s), {} API key(s)",
+        config.sources.len(),
+        config.mailboxes.len(),
+        config.match_conditions.len(),
+        config.api_keys.len()
+    );
+    Ok(())
+}
+
+pub async fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let (parts, keys) = parts(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.node.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.node.listen))?;
+    let node = Node::start(&config, parts).await?;
+    let app = pullback_api::router(AppState {
+        node: node.clone(),
+        keys: Arc::new(keys),
+    });
+    tracing::info!(address = %config.node.listen, "API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// A random 32-byte key, hex encoded.
+pub fn new_api_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(bytes))
+}
