@@ -19,6 +19,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/incidents/{id}/restore", post(restore_incident))
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/restore", post(restore))
@@ -183,6 +184,53 @@ async fn restore(
         at: chrono::Utc::now(),
     };
     commit(&state, &caller, command).await
+}
+
+/// Restores every quarantine job of an incident that has something left to put back.
+async fn restore_incident(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<CommandResponse>> {
+    caller.require(Role::Analyst)?;
+    let reader = state.node.reader();
+    let incident = reader
+        .incident(id)?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id}")))?;
+    let mut created = CommandResponse::default();
+    for job_id in incident.job_ids {
+        let Some(job) = reader.job(job_id)? else {
+            continue;
+        };
+        let restorable = job.action == pullback_domain::JobAction::Quarantine
+            && !job.dry_run
+            && job.results.iter().any(|r| {
+                !r.was_undone
+                    && matches!(
+                        r.status,
+                        pullback_domain::RecipientStatus::Quarantined
+                            | pullback_domain::RecipientStatus::AlreadyInDestination
+                    )
+            });
+        if !restorable {
+            continue;
+        }
+        let command = Command::RequestRestore {
+            job_id,
+            recipients: None,
+            requested_by: caller.name.clone(),
+            at: chrono::Utc::now(),
+        };
+        let Json(response) = commit(&state, &caller, command).await?;
+        created.jobs.extend(response.jobs);
+    }
+    if created.jobs.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("incident {id} has no quarantined message left to restore"),
+        ));
+    }
+    Ok(Json(created))
 }
 
 /// Proposes a command and turns a refusal into a 409 that says why.

@@ -3,8 +3,8 @@
 //! one Message-ID.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use pullback_domain::{MessageFingerprint, MessageId, normalise_address};
 use std::io::{self, BufRead};
 
@@ -124,7 +124,12 @@ fn split_field(line: &[u8]) -> Option<(String, &[u8])> {
     let colon = line.iter().position(|&b| b == b':')?;
     let name = &line[..colon];
     let valid = !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic() && *b != b':');
-    valid.then(|| (String::from_utf8_lossy(name).to_ascii_lowercase(), &line[colon + 1..]))
+    valid.then(|| {
+        (
+            String::from_utf8_lossy(name).to_ascii_lowercase(),
+            &line[colon + 1..],
+        )
+    })
 }
 
 /// Header bytes as text: UTF-8 when they are, else Latin-1, which maps every byte.
@@ -143,7 +148,11 @@ fn latin1(raw: &[u8]) -> String {
 /// case.
 pub fn normalise_text(raw: &str) -> String {
     let decoded = decode_encoded_words(raw);
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    decoded
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// The comparable form of a sender: the lower-case address, or `None` when there is none.
@@ -196,7 +205,11 @@ fn decode_word(s: &str) -> Option<(String, usize)> {
         "Q" | "q" => decode_q(text)?,
         _ => return None,
     };
-    let charset = charset.split('*').next().unwrap_or(charset).to_ascii_lowercase();
+    let charset = charset
+        .split('*')
+        .next()
+        .unwrap_or(charset)
+        .to_ascii_lowercase();
     let decoded = match charset.as_str() {
         "utf-8" | "utf8" | "us-ascii" | "ascii" => String::from_utf8(bytes).ok()?,
         // FIXME: Windows-1252 differs from Latin-1 in 0x80..0x9F (curly quotes, the euro
@@ -255,7 +268,10 @@ mod tests {
             Message-ID: <body@not.header>\r\n";
         let h = MessageHeaders::parse(block);
         assert_eq!(h.subject.as_deref(), Some("first  line folded"));
-        assert_eq!(h.message_id.as_ref().map(MessageId::as_str), Some("a@b.example"));
+        assert_eq!(
+            h.message_id.as_ref().map(MessageId::as_str),
+            Some("a@b.example")
+        );
         assert_eq!(h.from.as_deref(), Some("\"Person\" <P@X.Example>"));
     }
 

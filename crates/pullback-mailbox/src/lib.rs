@@ -79,6 +79,79 @@ impl Direction {
             Direction::Restore => RecipientStatus::Restored,
         }
     }
+
+    /// The operation's name in failure reasons.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Direction::Quarantine => "quarantine",
+            Direction::Restore => "restore",
+        }
+    }
+}
+
+/// The `Failed` outcome for a target no backend can act on: one whose two folders are the
+/// same, where a move would go nowhere.
+pub(crate) fn refuse_target(
+    mailbox: &str,
+    target: &MessageTarget,
+    direction: Direction,
+) -> Option<RecipientOutcome> {
+    let (from, to) = direction.folders(target);
+    let inbox = |f: &str| f.eq_ignore_ascii_case("INBOX");
+    if from != to && !(inbox(from) && inbox(to)) {
+        return None;
+    }
+    let details = format!(
+        "{} for {mailbox} refused: the source and quarantine folders are both {from}",
+        direction.verb()
+    );
+    Some(outcome(mailbox, RecipientStatus::Failed, details, None))
+}
+
+/// How many copies a run found, and whether any of them had been read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Copies {
+    pub count: usize,
+    pub read: bool,
+}
+
+impl Copies {
+    fn noun(self) -> &'static str {
+        if self.count == 1 { "copy" } else { "copies" }
+    }
+}
+
+/// The outcome when this run moved the copies.
+pub(crate) fn moved(
+    mailbox: &str,
+    target: &MessageTarget,
+    direction: Direction,
+    copies: Copies,
+) -> RecipientOutcome {
+    let (from, to) = direction.folders(target);
+    let details = format!(
+        "moved {} {} from {from} to {to}",
+        copies.count,
+        copies.noun()
+    );
+    outcome(mailbox, direction.done(), details, Some(copies.read))
+}
+
+/// The outcome when the copies already were where this run would have moved them.
+pub(crate) fn already_there(
+    mailbox: &str,
+    target: &MessageTarget,
+    direction: Direction,
+    copies: Copies,
+) -> RecipientOutcome {
+    let (from, to) = direction.folders(target);
+    let details = format!(
+        "{} {} already in {to} and none in {from}",
+        copies.count,
+        copies.noun()
+    );
+    let status = RecipientStatus::AlreadyInDestination;
+    outcome(mailbox, status, details, Some(copies.read))
 }
 
 /// Builds the outcome for one recipient.
@@ -88,7 +161,12 @@ pub(crate) fn outcome(
     details: String,
     is_read: Option<bool>,
 ) -> RecipientOutcome {
-    RecipientOutcome { recipient: mailbox.to_owned(), status, details, is_read }
+    RecipientOutcome {
+        recipient: mailbox.to_owned(),
+        status,
+        details,
+        is_read,
+    }
 }
 
 /// The `NotFound` outcome after both folders were searched.

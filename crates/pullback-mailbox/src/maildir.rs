@@ -6,7 +6,10 @@
 //! their names when they move, so Maildir flags (`:2,S` for read) travel with them.
 
 use crate::headers::MessageHeaders;
-use crate::{Direction, MailboxBackend, MessageTarget, not_found, outcome};
+use crate::{
+    Copies, Direction, MailboxBackend, MessageTarget, already_there, moved, not_found, outcome,
+    refuse_target,
+};
 use pullback_domain::{RecipientOutcome, RecipientStatus};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
@@ -26,7 +29,11 @@ pub enum MaildirError {
     #[error("invalid folder name {0:?}")]
     InvalidFolder(String),
     #[error("could not {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("{0} already exists; refusing to overwrite it")]
     Exists(PathBuf),
     #[error("the background task stopped: {0}")]
@@ -36,7 +43,11 @@ pub enum MaildirError {
 impl MaildirError {
     fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> MaildirError {
         let path = path.to_owned();
-        move |source| MaildirError::Io { action, path, source }
+        move |source| MaildirError::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     /// True when a file went away between listing and moving it.
@@ -72,7 +83,7 @@ impl MaildirBackend {
     /// The directory of `folder` in `mailbox`; checks both names so that neither can leave
     /// the root.
     pub fn folder_dir(&self, mailbox: &str, folder: &str) -> Result<PathBuf, MaildirError> {
-        Ok(folder_dir(&self.mailbox_dir(mailbox)?, folder)?)
+        folder_dir(&self.mailbox_dir(mailbox)?, folder)
     }
 
     /// Seeds mail the way a delivery agent does: written under `tmp/`, synced, then renamed
@@ -88,7 +99,8 @@ impl MaildirBackend {
         let name = unique_name();
         let tmp = dir.join("tmp").join(&name);
         let mut file = File::create_new(&tmp).map_err(MaildirError::io("create", &tmp))?;
-        file.write_all(message).map_err(MaildirError::io("write", &tmp))?;
+        file.write_all(message)
+            .map_err(MaildirError::io("write", &tmp))?;
         file.sync_all().map_err(MaildirError::io("sync", &tmp))?;
         let new = dir.join("new").join(&name);
         fs::rename(&tmp, &new).map_err(MaildirError::io("move into new/", &tmp))?;
@@ -96,12 +108,20 @@ impl MaildirBackend {
     }
 
     /// The messages in a folder with their identifying headers; empty when it does not exist.
-    pub fn messages(&self, mailbox: &str, folder: &str) -> Result<Vec<StoredMessage>, MaildirError> {
+    pub fn messages(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<Vec<StoredMessage>, MaildirError> {
         let dir = self.folder_dir(mailbox, folder)?;
         let mut out = Vec::new();
         for (path, is_read) in list_files(&dir)? {
             match read_headers(&path) {
-                Ok(headers) => out.push(StoredMessage { path, headers, is_read }),
+                Ok(headers) => out.push(StoredMessage {
+                    path,
+                    headers,
+                    is_read,
+                }),
                 Err(e) if e.is_vanished() => {}
                 Err(e) => return Err(e),
             }
@@ -132,7 +152,10 @@ impl MaildirBackend {
         let from_dir = folder_dir(&home, from)?;
         let to_dir = folder_dir(&home, to)?;
         if !home.is_dir() {
-            let details = format!("mailbox {mailbox} has no directory under {}", self.root.display());
+            let details = format!(
+                "mailbox {mailbox} has no directory under {}",
+                self.root.display()
+            );
             return Ok(outcome(mailbox, RecipientStatus::NotFound, details, None));
         }
 
@@ -144,12 +167,7 @@ impl MaildirBackend {
             }
             ensure_folder(&to_dir, is_inbox(to))?;
             match move_all(&found.copies, &to_dir) {
-                Ok(()) => {
-                    let n = found.copies.len();
-                    let details = format!("moved {n} {} from {from} to {to}", copies(n));
-                    let read = found.copies.iter().any(|(_, read)| *read);
-                    return Ok(outcome(mailbox, direction.done(), details, Some(read)));
-                }
+                Ok(()) => return Ok(moved(mailbox, target, direction, found.summary())),
                 Err(e) if e.is_vanished() && attempt < ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
@@ -157,16 +175,26 @@ impl MaildirBackend {
 
         let already = find(&to_dir, target)?;
         if !already.copies.is_empty() {
-            let n = already.copies.len();
-            let details = format!("{n} {} already in {to} and none in {from}", copies(n));
-            let read = already.copies.iter().any(|(_, read)| *read);
-            let status = RecipientStatus::AlreadyInDestination;
-            return Ok(outcome(mailbox, status, details, Some(read)));
+            return Ok(already_there(mailbox, target, direction, already.summary()));
         }
-        Ok(not_found(mailbox, target, direction, found.different + already.different, ""))
+        Ok(not_found(
+            mailbox,
+            target,
+            direction,
+            found.different + already.different,
+            "",
+        ))
     }
 
-    async fn run(&self, mailbox: &str, target: &MessageTarget, direction: Direction) -> RecipientOutcome {
+    async fn run(
+        &self,
+        mailbox: &str,
+        target: &MessageTarget,
+        direction: Direction,
+    ) -> RecipientOutcome {
+        if let Some(refused) = refuse_target(mailbox, target, direction) {
+            return refused;
+        }
         let backend = self.clone();
         let owned_mailbox = mailbox.to_owned();
         let owned_target = target.clone();
@@ -176,11 +204,7 @@ impl MaildirBackend {
         .await
         .unwrap_or_else(|e| Err(MaildirError::Task(e.to_string())));
         let result = result.unwrap_or_else(|e| {
-            let step = match direction {
-                Direction::Quarantine => "quarantine",
-                Direction::Restore => "restore",
-            };
-            let details = format!("maildir {step} failed for {mailbox}: {e}");
+            let details = format!("maildir {} failed for {mailbox}: {e}", direction.verb());
             outcome(mailbox, RecipientStatus::Failed, details, None)
         });
         tracing::debug!(
@@ -216,6 +240,16 @@ struct Found {
     copies: Vec<(PathBuf, bool)>,
     /// Files with the Message-ID that failed the fingerprint check.
     different: usize,
+}
+
+impl Found {
+    fn summary(&self) -> Copies {
+        let read = self.copies.iter().any(|(_, read)| *read);
+        Copies {
+            count: self.copies.len(),
+            read,
+        }
+    }
 }
 
 fn find(dir: &Path, target: &MessageTarget) -> Result<Found, MaildirError> {
@@ -264,7 +298,9 @@ fn list_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>, MaildirError> {
 
 /// The Maildir flags of a file name in `cur/`: the letters after `:2,`.
 fn flags(name: &str) -> &str {
-    name.rsplit_once(":2,").map(|(_, flags)| flags).unwrap_or("")
+    name.rsplit_once(":2,")
+        .map(|(_, flags)| flags)
+        .unwrap_or("")
 }
 
 fn read_headers(path: &Path) -> Result<MessageHeaders, MaildirError> {
@@ -277,7 +313,9 @@ fn move_all(files: &[(PathBuf, bool)], to_dir: &Path) -> Result<(), MaildirError
     for (path, _) in files {
         let (Some(name), Some(sub)) = (path.file_name(), path.parent().and_then(Path::file_name))
         else {
-            return Err(MaildirError::io("name", path)(io::ErrorKind::InvalidInput.into()));
+            return Err(MaildirError::io("name", path)(
+                io::ErrorKind::InvalidInput.into(),
+            ));
         };
         let dest = to_dir.join(sub).join(name);
         // A rename replaces an existing file silently; Maildir names are unique, so an
@@ -329,14 +367,16 @@ fn ensure_folder(dir: &Path, inbox: bool) -> Result<(), MaildirError> {
 /// A Maildir file name: time, process and a counter make it unique on this host.
 fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    format!("{}.M{}P{pid}Q{n}.pullback", now.as_secs(), now.subsec_micros())
-}
-
-fn copies(n: usize) -> &'static str {
-    if n == 1 { "copy" } else { "copies" }
+    format!(
+        "{}.M{}P{pid}Q{n}.pullback",
+        now.as_secs(),
+        now.subsec_micros()
+    )
 }
 
 #[cfg(test)]
@@ -352,7 +392,9 @@ mod tests {
         for folder in ["", "../x", "a/b", ".x", "x.", "a..b"] {
             assert!(backend.folder_dir("u@x", folder).is_err(), "{folder:?}");
         }
-        let dir = backend.folder_dir("u@x", "Quarantine.Old").expect("a valid folder");
+        let dir = backend
+            .folder_dir("u@x", "Quarantine.Old")
+            .expect("a valid folder");
         assert_eq!(dir, PathBuf::from("/nonexistent/u@x/.Quarantine.Old"));
         let inbox = backend.folder_dir("u@x", "inbox").expect("INBOX");
         assert_eq!(inbox, PathBuf::from("/nonexistent/u@x"));

@@ -6,7 +6,7 @@
 //! cannot set up its server has nothing better to do.
 
 use crate::imap::{ImapConfig, TlsMode};
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{PermissionsExt, chown};
@@ -57,7 +57,10 @@ pub fn shared_data_dir() -> PathBuf {
 pub fn shared_mail(relative: &str) -> Vec<u8> {
     let path = shared_data_dir().join("mail").join(relative);
     fs::read(&path).unwrap_or_else(|e| {
-        panic!("cannot read {} (set {SHARED_DATA_VAR}): {e}", path.display())
+        panic!(
+            "cannot read {} (set {SHARED_DATA_VAR}): {e}",
+            path.display()
+        )
     })
 }
 
@@ -87,7 +90,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> HarnessError {
 
 /// A message as Dovecot reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StoredMessage {
+pub struct DovecotMessage {
     pub uid: u32,
     pub flags: String,
     /// The Message-ID header as stored, brackets included.
@@ -136,13 +139,19 @@ impl Dovecot {
         }
         let mail = root.join("mail");
         fs::create_dir(&mail).map_err(io_error("creating the mail folder"))?;
-        chown(&mail, Some(MAIL_UID), Some(MAIL_UID))
-            .map_err(io_error("giving the mail folder to uid 65534 (run as root)"))?;
+        chown(&mail, Some(MAIL_UID), Some(MAIL_UID)).map_err(io_error(
+            "giving the mail folder to uid 65534 (run as root)",
+        ))?;
 
-        let user_lines: String =
-            users.iter().map(|u| format!("{u}:{{PLAIN}}{USER_PASSWORD}::::::\n")).collect();
+        let user_lines: String = users
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{USER_PASSWORD}::::::\n"))
+            .collect();
         write_file(&root.join("users"), &user_lines)?;
-        write_file(&root.join("masters"), &format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}::::::\n"))?;
+        write_file(
+            &root.join("masters"),
+            &format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}::::::\n"),
+        )?;
 
         let port = free_port()?;
         let tls_port = if options.tls {
@@ -154,16 +163,29 @@ impl Dovecot {
         let config = root.join("dovecot.conf");
         write_file(&config, &config_text(&root, port, tls_port, options))?;
 
-        let dovecot = Dovecot { dir, config, port, tls_port };
-        let output = Command::new("dovecot")
+        let dovecot = Dovecot {
+            dir,
+            config,
+            port,
+            tls_port,
+        };
+        // The daemon keeps its parent's stdout and stderr open, so they go to a file: a pipe
+        // would never reach end of file while Dovecot runs.
+        let start_log = root.join("start.log");
+        let output = File::create(&start_log).map_err(io_error("creating start.log"))?;
+        let errors = output.try_clone().map_err(io_error("opening start.log"))?;
+        let status = Command::new("dovecot")
             .arg("-c")
             .arg(&dovecot.config)
-            .output()
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .status()
             .map_err(io_error("running dovecot (is dovecot-imapd installed?)"))?;
-        if !output.status.success() {
+        if !status.success() {
             return Err(HarnessError::Failed(format!(
-                "dovecot did not start: {}\n{}",
-                String::from_utf8_lossy(&output.stderr),
+                "dovecot did not start ({status}): {}\n{}",
+                fs::read_to_string(&start_log).unwrap_or_default(),
                 dovecot.log()
             )));
         }
@@ -226,11 +248,17 @@ impl Dovecot {
     /// # Panics
     /// When Dovecot refuses it.
     pub fn deliver(&self, user: &str, folder: &str, message: &[u8]) {
-        self.try_deliver(user, folder, message).unwrap_or_else(|e| panic!("delivery to {user}: {e}"))
+        self.try_deliver(user, folder, message)
+            .unwrap_or_else(|e| panic!("delivery to {user}: {e}"))
     }
 
     /// [`Dovecot::deliver`] returning Dovecot's refusal, such as a full quota.
-    pub fn try_deliver(&self, user: &str, folder: &str, message: &[u8]) -> Result<(), HarnessError> {
+    pub fn try_deliver(
+        &self,
+        user: &str,
+        folder: &str,
+        message: &[u8],
+    ) -> Result<(), HarnessError> {
         let mut child = self
             .doveadm()
             .args(["save", "-u", user, "-m", folder])
@@ -240,9 +268,13 @@ impl Dovecot {
             .spawn()
             .map_err(io_error("running doveadm save"))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(message).map_err(io_error("writing to doveadm save"))?;
+            stdin
+                .write_all(message)
+                .map_err(io_error("writing to doveadm save"))?;
         }
-        let output = child.wait_with_output().map_err(io_error("waiting for doveadm save"))?;
+        let output = child
+            .wait_with_output()
+            .map_err(io_error("waiting for doveadm save"))?;
         check(&output, "doveadm save").map(|_| ())
     }
 
@@ -250,13 +282,23 @@ impl Dovecot {
     ///
     /// # Panics
     /// When doveadm fails for another reason.
-    pub fn messages(&self, user: &str, folder: &str) -> Vec<StoredMessage> {
+    pub fn messages(&self, user: &str, folder: &str) -> Vec<DovecotMessage> {
         let output = self
             .doveadm()
-            .args(["fetch", "-u", user, "uid flags hdr.message-id hdr.subject", "mailbox", folder, "ALL"])
+            .args([
+                "fetch",
+                "-u",
+                user,
+                "uid flags hdr.message-id hdr.subject",
+                "mailbox",
+                folder,
+                "ALL",
+            ])
             .output()
             .unwrap_or_else(|e| panic!("running doveadm fetch: {e}"));
-        if !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("doesn't exist") {
+        if !output.status.success()
+            && String::from_utf8_lossy(&output.stderr).contains("doesn't exist")
+        {
             return Vec::new();
         }
         let text = check(&output, "doveadm fetch").unwrap_or_else(|e| panic!("{e}"));
@@ -265,7 +307,10 @@ impl Dovecot {
 
     /// The Message-IDs in a folder, in UID order.
     pub fn message_ids(&self, user: &str, folder: &str) -> Vec<String> {
-        self.messages(user, folder).into_iter().map(|m| m.message_id).collect()
+        self.messages(user, folder)
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect()
     }
 
     /// The user's folders.
@@ -324,11 +369,16 @@ fn check(output: &Output, what: &str) -> Result<String, HarnessError> {
 
 /// One record of `doveadm fetch` output: `key: value` lines, a value possibly continued on
 /// the next lines.
-fn parse_fetched(record: &str) -> Option<StoredMessage> {
+fn parse_fetched(record: &str) -> Option<DovecotMessage> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in record.lines() {
-        match line.split_once(": ").or_else(|| line.strip_suffix(':').map(|k| (k, ""))) {
-            Some((key, value)) if ["uid", "flags", "hdr.message-id", "hdr.subject"].contains(&key) => {
+        match line
+            .split_once(": ")
+            .or_else(|| line.strip_suffix(':').map(|k| (k, "")))
+        {
+            Some((key, value))
+                if ["uid", "flags", "hdr.message-id", "hdr.subject"].contains(&key) =>
+            {
                 fields.push((key.to_owned(), value.to_owned()));
             }
             _ => {
@@ -338,8 +388,13 @@ fn parse_fetched(record: &str) -> Option<StoredMessage> {
             }
         }
     }
-    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
-    Some(StoredMessage {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    Some(DovecotMessage {
         uid: field("uid")?.parse().ok()?,
         flags: field("flags").unwrap_or_default(),
         message_id: field("hdr.message-id").unwrap_or_default(),
@@ -349,7 +404,12 @@ fn parse_fetched(record: &str) -> Option<StoredMessage> {
 
 fn config_text(root: &Path, port: u16, tls_port: Option<u16>, options: &DovecotOptions) -> String {
     let root = root.display();
-    let name = root.to_string().rsplit('/').next().unwrap_or("pullback").to_owned();
+    let name = root
+        .to_string()
+        .rsplit('/')
+        .next()
+        .unwrap_or("pullback")
+        .to_owned();
     let mut text = format!(
         "instance_name = {name}
 base_dir = {root}/run
@@ -390,7 +450,9 @@ userdb {{
         imaps = tls_port.unwrap_or(0),
     );
     if tls_port.is_some() {
-        text.push_str(&format!("ssl = yes\nssl_cert = <{root}/server.pem\nssl_key = <{root}/server.key\n"));
+        text.push_str(&format!(
+            "ssl = yes\nssl_cert = <{root}/server.pem\nssl_key = <{root}/server.key\n"
+        ));
     } else {
         text.push_str("ssl = no\n");
     }
@@ -416,13 +478,42 @@ fn make_certificates(root: &Path) -> Result<(), HarnessError> {
     let ext = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
                extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n";
     write_file(&root.join("server.ext"), ext)?;
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let steps: [Vec<&str>; 3] = [
-        [&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]].concat(),
-        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr"]].concat(),
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
         vec![
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
         ],
     ];
     let subjects = [Some("/CN=Pullback test CA"), Some("/CN=127.0.0.1"), None];
@@ -440,7 +531,10 @@ fn make_certificates(root: &Path) -> Result<(), HarnessError> {
 
 fn free_port() -> Result<u16, HarnessError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io_error("finding a free port"))?;
-    let port = listener.local_addr().map_err(io_error("finding a free port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io_error("finding a free port"))?
+        .port();
     Ok(port)
 }
 

@@ -94,16 +94,16 @@ async fn run_job(
     }
     let job = Arc::new(job);
     let mut running = JoinSet::new();
+    // Every recipient gets a task at once; the semaphore bounds how many touch a mailbox,
+    // and outcomes are recorded as they finish, so progress is durable as it happens.
     for recipient in mine {
-        let permit = limit.clone().acquire_owned().await?;
-        let job = job.clone();
+        let (job, limit) = (job.clone(), limit.clone());
         let route = backends
             .route(&recipient)
             .map(|r| (r.backend.clone(), r.target_parts(&job)));
         running.spawn(async move {
-            let outcome = act(&job, &recipient, route).await;
-            drop(permit);
-            outcome
+            let _permit = limit.acquire_owned().await;
+            act(&job, &recipient, route).await
         });
     }
     let action = match job.action {

@@ -42,15 +42,30 @@ pub enum FetchError {
     #[error("GET {path} for {window}: quota exceeded (429)")]
     RateLimited { path: String, window: Window },
     #[error("GET {path} for {window}: refused with {status}: {body}")]
-    BadRequest { path: String, window: Window, status: u16, body: String },
+    BadRequest {
+        path: String,
+        window: Window,
+        status: u16,
+        body: String,
+    },
     #[error("GET {path} for {window}: the principal and secret were not accepted ({status})")]
-    Unauthorized { path: String, window: Window, status: u16 },
+    Unauthorized {
+        path: String,
+        window: Window,
+        status: u16,
+    },
     #[error("GET {path} for {window}: server error {status}")]
-    Server { path: String, window: Window, status: u16 },
-    #[error("GET {path} for {window}: {source}")]
+    Server {
+        path: String,
+        window: Window,
+        status: u16,
+    },
+    #[error("GET {path} for {window}: {detail}")]
     Transport {
         path: String,
         window: Window,
+        /// The error and its causes, for logs and the checkpoint.
+        detail: String,
         #[source]
         source: reqwest::Error,
     },
@@ -99,10 +114,13 @@ impl TapClient {
             .http
             .get(url)
             .basic_auth(&self.config.principal, Some(&self.config.secret))
-            .query(&[("format", "json"), ("interval", window.to_string().as_str())])
+            .query(&[
+                ("format", "json"),
+                ("interval", window.to_string().as_str()),
+            ])
             .send()
             .await
-            .map_err(|e| FetchError::Transport { path: path.clone(), window, source: e.without_url() })?;
+            .map_err(|e| transport(&path, window, e))?;
 
         let status = response.status();
         if !status.is_success() {
@@ -112,21 +130,34 @@ impl TapClient {
         let body = response
             .bytes()
             .await
-            .map_err(|e| FetchError::Transport { path: path.clone(), window, source: e.without_url() })?;
-        parse_envelope(&body).map_err(|source| FetchError::Envelope { path, window, source })
+            .map_err(|e| transport(&path, window, e))?;
+        parse_envelope(&body).map_err(|source| FetchError::Envelope {
+            path,
+            window,
+            source,
+        })
     }
 
     fn refusal(&self, path: String, window: Window, status: StatusCode, body: &str) -> FetchError {
         let code = status.as_u16();
         match status {
             StatusCode::TOO_MANY_REQUESTS => FetchError::RateLimited { path, window },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                FetchError::Unauthorized { path, window, status: code }
-            }
-            s if s.is_client_error() => {
-                FetchError::BadRequest { path, window, status: code, body: self.excerpt(body) }
-            }
-            _ => FetchError::Server { path, window, status: code },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => FetchError::Unauthorized {
+                path,
+                window,
+                status: code,
+            },
+            s if s.is_client_error() => FetchError::BadRequest {
+                path,
+                window,
+                status: code,
+                body: self.excerpt(body),
+            },
+            _ => FetchError::Server {
+                path,
+                window,
+                status: code,
+            },
         }
     }
 
@@ -142,5 +173,24 @@ impl TapClient {
         } else {
             excerpt.replace(&self.config.secret, "<redacted>")
         }
+    }
+}
+
+/// A transport error with its chain of causes spelled out and the URL left out: the path and
+/// window already say which call failed.
+fn transport(path: &str, window: Window, err: reqwest::Error) -> FetchError {
+    let source = err.without_url();
+    let mut detail = source.to_string();
+    let mut cause = std::error::Error::source(&source);
+    while let Some(err) = cause {
+        detail.push_str(": ");
+        detail.push_str(&err.to_string());
+        cause = err.source();
+    }
+    FetchError::Transport {
+        path: path.to_owned(),
+        window,
+        detail,
+        source,
     }
 }

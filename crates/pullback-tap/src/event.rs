@@ -6,8 +6,7 @@
 
 use chrono::{NaiveDateTime, SecondsFormat};
 use pullback_domain::{
-    AlertDraft, AlertKind, MessageId, Threat, ThreatKind, Timestamp, hostname_of,
-    normalise_address,
+    AlertDraft, AlertKind, MessageId, Threat, ThreatKind, Timestamp, hostname_of, normalise_address,
 };
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -61,7 +60,10 @@ pub enum EventError {
     #[error("{kind} events do not come from the TAP SIEM API", kind = .0.as_str())]
     UnsupportedKind(AlertKind),
     #[error("{field} is a JSON {found}, not a list")]
-    NotAList { field: &'static str, found: &'static str },
+    NotAList {
+        field: &'static str,
+        found: &'static str,
+    },
     #[error("no usable time: {field} is {found} and no threatTime could be read")]
     NoTime { field: &'static str, found: String },
 }
@@ -71,7 +73,9 @@ pub enum EventError {
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
     let value: Value = serde_json::from_slice(body)?;
     let Value::Object(map) = value else {
-        return Err(EnvelopeError::NotAnObject { found: type_name(&value) });
+        return Err(EnvelopeError::NotAnObject {
+            found: type_name(&value),
+        });
     };
 
     let mut envelope = Envelope {
@@ -108,13 +112,19 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
 /// Reads one event of a SIEM array into an alert draft.
 pub fn parse_event(kind: AlertKind, raw: &Value) -> Result<AlertDraft, EventError> {
     let Value::Object(event) = raw else {
-        return Err(EventError::NotAnObject { found: type_name(raw) });
+        return Err(EventError::NotAnObject {
+            found: type_name(raw),
+        });
     };
     let mut notes = Vec::new();
     let (threats, time_field, recipients) = match kind {
         AlertKind::MessageDelivered | AlertKind::MessageBlocked => {
             let threats = message_threats(event, &mut notes)?;
-            (threats, "messageTime", message_recipients(event, &mut notes))
+            (
+                threats,
+                "messageTime",
+                message_recipients(event, &mut notes),
+            )
         }
         AlertKind::ClickPermitted | AlertKind::ClickBlocked => {
             let threats = vec![click_threat(event, &mut notes)];
@@ -138,11 +148,17 @@ pub fn parse_event(kind: AlertKind, raw: &Value) -> Result<AlertDraft, EventErro
     })
 }
 
-/// The key the store deduplicates on: the event's own `id`, else a hash of the whole event.
-/// Never the message GUID, which every recipient's copy of a message shares.
+/// The key the store deduplicates on: the event's own `id` (with its `GUID` where it has
+/// one), else a hash of the whole event. Never the message GUID alone, which every
+/// recipient's copy of a message shares. The GUID is part of the key because recorded
+/// payloads hold two different events that share one `id`; a repeat of one event fetched
+/// again by an overlapping window carries both the same `id` and the same `GUID`.
 fn dedup_key(event: &Map<String, Value>, raw: &Value, notes: &mut Vec<String>) -> String {
     match text(event, &["id"]) {
-        Some(id) => format!("id:{id}"),
+        Some(id) => match text(event, &["GUID"]) {
+            Some(guid) => format!("id:{id}/{guid}"),
+            None => format!("id:{id}"),
+        },
         None => {
             notes.push("id missing, deduplicated on a hash of the whole event".to_owned());
             hashed_key(raw)
@@ -153,7 +169,10 @@ fn dedup_key(event: &Map<String, Value>, raw: &Value, notes: &mut Vec<String>) -
 fn hashed_key(raw: &Value) -> String {
     let mut canonical = String::new();
     write_canonical(raw, &mut canonical);
-    format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
 }
 
 /// Writes compact JSON with the keys of every object sorted, so that the same event hashes
@@ -199,7 +218,10 @@ fn message_threats(
         }
         Some(Value::Array(entries)) => entries,
         Some(other) => {
-            return Err(EventError::NotAList { field: "threatsInfoMap", found: type_name(other) });
+            return Err(EventError::NotAList {
+                field: "threatsInfoMap",
+                found: type_name(other),
+            });
         }
     };
 
@@ -307,7 +329,10 @@ fn event_time(
             notes.push(format!("{time_field} {found}, used the latest threatTime"));
             Ok(latest)
         }
-        None => Err(EventError::NoTime { field: time_field, found }),
+        None => Err(EventError::NoTime {
+            field: time_field,
+            found,
+        }),
     }
 }
 
@@ -383,7 +408,10 @@ fn addresses(value: Option<&Value>) -> Vec<String> {
             .filter_map(scalar_text)
             .filter_map(|a| normalise_address(&a))
             .collect(),
-        Some(other) => scalar_text(other).and_then(|a| normalise_address(&a)).into_iter().collect(),
+        Some(other) => scalar_text(other)
+            .and_then(|a| normalise_address(&a))
+            .into_iter()
+            .collect(),
         None => Vec::new(),
     };
     dedup(found)
@@ -410,7 +438,9 @@ pub(crate) fn parse_time_str(s: &str) -> Option<Timestamp> {
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(time.to_utc());
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|t| t.and_utc())
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// Writes a time as the API does: whole seconds when there is no fraction, a `Z` zone.
@@ -473,10 +503,18 @@ mod tests {
         });
 
         let envelope = parse_envelope(body.to_string().as_bytes()).expect("an object");
-        let keys: Vec<&str> = envelope.drafts.iter().map(|d| d.dedup_key.as_str()).collect();
+        let keys: Vec<&str> = envelope
+            .drafts
+            .iter()
+            .map(|d| d.dedup_key.as_str())
+            .collect();
         assert_eq!(keys, ["id:m1", "id:m5", "id:c1"]);
 
-        let reasons: Vec<&str> = envelope.rejected.iter().map(|r| r.reason.as_str()).collect();
+        let reasons: Vec<&str> = envelope
+            .rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect();
         assert_eq!(
             reasons,
             [
@@ -494,42 +532,72 @@ mod tests {
 
     #[test]
     fn only_a_body_that_is_not_an_object_is_an_envelope_error() {
-        assert!(matches!(parse_envelope(b"[]"), Err(EnvelopeError::NotAnObject { found: "list" })));
-        assert!(matches!(parse_envelope(b"<html>"), Err(EnvelopeError::NotJson(_))));
+        assert!(matches!(
+            parse_envelope(b"[]"),
+            Err(EnvelopeError::NotAnObject { found: "list" })
+        ));
+        assert!(matches!(
+            parse_envelope(b"<html>"),
+            Err(EnvelopeError::NotJson(_))
+        ));
 
         let envelope = parse_envelope(br#"{"messagesBlocked": null, "other": 1}"#).expect("object");
         assert_eq!(envelope, Envelope::default());
 
         let envelope = parse_envelope(br#"{"clicksPermitted": {"id": "x"}}"#).expect("object");
         assert_eq!(envelope.rejected.len(), 1);
-        assert_eq!(envelope.rejected[0].reason, "clicksPermitted is a JSON object, not a list");
+        assert_eq!(
+            envelope.rejected[0].reason,
+            "clicksPermitted is a JSON object, not a list"
+        );
     }
 
     #[test]
     fn a_bad_threat_time_falls_back_and_a_bad_entry_is_skipped() {
         let mut event = message("m1", "not a time");
-        event["threatsInfoMap"].as_array_mut().expect("list").push(json!("junk"));
+        event["threatsInfoMap"]
+            .as_array_mut()
+            .expect("list")
+            .push(json!("junk"));
         let draft = parse_event(AlertKind::MessageBlocked, &event).expect("readable");
         assert_eq!(draft.time.to_rfc3339(), "2024-01-01T00:00:00+00:00");
         assert_eq!(draft.threats.len(), 1);
-        assert!(draft.notes.iter().any(|n| n.contains("used the latest threatTime")));
-        assert!(draft.notes.iter().any(|n| n.starts_with("threatsInfoMap[1] is a JSON string")));
+        assert!(
+            draft
+                .notes
+                .iter()
+                .any(|n| n.contains("used the latest threatTime"))
+        );
+        assert!(
+            draft
+                .notes
+                .iter()
+                .any(|n| n.starts_with("threatsInfoMap[1] is a JSON string"))
+        );
     }
 
     #[test]
     fn non_tap_kinds_are_refused() {
-        let err = parse_event(AlertKind::AbuseReport, &message("m1", "2024-01-01T00:00:00Z"));
-        assert_eq!(err, Err(EventError::UnsupportedKind(AlertKind::AbuseReport)));
+        let err = parse_event(
+            AlertKind::AbuseReport,
+            &message("m1", "2024-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            err,
+            Err(EventError::UnsupportedKind(AlertKind::AbuseReport))
+        );
     }
 
     fn click_key(mut event: Value) -> String {
         event["clickTime"] = json!("2024-01-01T00:00:00Z");
-        parse_event(AlertKind::ClickPermitted, &event).expect("readable").dedup_key
+        parse_event(AlertKind::ClickPermitted, &event)
+            .expect("readable")
+            .dedup_key
     }
 
     #[test]
     fn dedup_keys_prefer_the_id_and_hash_canonically_without_it() {
-        assert_eq!(click_key(json!({"id": "abc", "GUID": "g"})), "id:abc");
+        assert_eq!(click_key(json!({"id": "abc", "GUID": "g"})), "id:abc/g");
         assert_eq!(click_key(json!({"id": 7})), "id:7");
 
         let a = click_key(json!({"GUID": "g", "x": {"b": 1, "a": [1, {"d": 2, "c": 3}]}}));

@@ -29,7 +29,10 @@ pub struct Batch {
 pub trait BatchSink {
     /// Stores the drafts not seen before (by `dedup_key`) and the checkpoint in one write, and
     /// returns the checkpoint as stored.
-    fn commit(&self, batch: Batch) -> impl Future<Output = Result<Checkpoint, anyhow::Error>> + Send;
+    fn commit(
+        &self,
+        batch: Batch,
+    ) -> impl Future<Output = Result<Checkpoint, anyhow::Error>> + Send;
 }
 
 /// What one cycle did.
@@ -63,7 +66,12 @@ pub struct TapPoller {
 impl TapPoller {
     /// A poller with the default backoff after a 429: one minute, doubling, to one hour.
     pub fn new(client: TapClient, window: WindowConfig, quota: Quota) -> Self {
-        TapPoller { client, window, quota, backoff: Mutex::new(Backoff::default()) }
+        TapPoller {
+            client,
+            window,
+            quota,
+            backoff: Mutex::new(Backoff::default()),
+        }
     }
 
     /// Fetches and commits every window from the checkpoint's cursor to `now`, stopping at the
@@ -102,7 +110,10 @@ impl TapPoller {
 
             next.calls.push(now);
             let fetched = match self.client.fetch(window).await {
-                Ok(envelope) => self.fetched(window, envelope, next, now, sink, &mut report).await,
+                Ok(envelope) => {
+                    self.fetched(window, envelope, next, now, sink, &mut report)
+                        .await
+                }
                 Err(err) => {
                     self.failed(window, err, next, sink, &mut report).await;
                     false
@@ -140,17 +151,35 @@ impl TapPoller {
         let events = envelope.drafts.len();
         let rejected = envelope.rejected.len();
         if events > 0 || rejected > 0 {
-            info!(source = SOURCE, window_start = %window.start, window_end = %window.end, events, rejected, "window fetched");
+            info!(
+                source = SOURCE,
+                window_start = %window.start,
+                window_end = %window.end,
+                events,
+                rejected,
+                "window fetched"
+            );
         } else {
-            debug!(source = SOURCE, window_start = %window.start, window_end = %window.end, events, rejected, "window fetched");
+            debug!(
+                source = SOURCE,
+                window_start = %window.start,
+                window_end = %window.end,
+                events,
+                rejected,
+                "window fetched"
+            );
         }
 
         next.cursor = Some(next.cursor.map_or(window.end, |c| c.max(window.end)));
         next.last_success = Some(now);
         next.last_error = None;
         next.rejected += rejected as u64;
-        let batch = Batch { drafts: envelope.drafts, rejected: rejected as u64, checkpoint: next };
-        if !commit(sink, batch, window, report).await {
+        let batch = Batch {
+            drafts: envelope.drafts,
+            rejected: rejected as u64,
+            checkpoint: next,
+        };
+        if !commit(sink, batch, report).await {
             return false;
         }
         report.windows_fetched += 1;
@@ -173,19 +202,42 @@ impl TapPoller {
             FetchError::RateLimited { .. } => {
                 let delay = self.backoff().next_delay();
                 report.retry_after = Some(delay);
-                warn!(source = SOURCE, window_start = %window.start, window_end = %window.end, retry_after_secs = delay.as_secs(), error = %message, "quota exceeded, backing off");
+                warn!(
+                    source = SOURCE,
+                    window_start = %window.start,
+                    window_end = %window.end,
+                    retry_after_secs = delay.as_secs(),
+                    error = %message,
+                    "quota exceeded, backing off"
+                );
             }
             FetchError::Unauthorized { .. } => {
-                error!(source = SOURCE, window_start = %window.start, window_end = %window.end, error = %message, "fetch refused: check the principal and secret");
+                error!(
+                    source = SOURCE,
+                    window_start = %window.start,
+                    window_end = %window.end,
+                    error = %message,
+                    "fetch refused: check the principal and secret"
+                );
             }
             _ => {
-                warn!(source = SOURCE, window_start = %window.start, window_end = %window.end, error = %message, "fetch failed");
+                warn!(
+                    source = SOURCE,
+                    window_start = %window.start,
+                    window_end = %window.end,
+                    error = %message,
+                    "fetch failed"
+                );
             }
         }
         next.last_error = Some(message.clone());
         report.error = Some(message);
-        let batch = Batch { drafts: Vec::new(), rejected: 0, checkpoint: next };
-        commit(sink, batch, window, report).await;
+        let batch = Batch {
+            drafts: Vec::new(),
+            rejected: 0,
+            checkpoint: next,
+        };
+        commit(sink, batch, report).await;
     }
 
     /// Records that the quota kept in the checkpoint allows no call now.
@@ -203,13 +255,20 @@ impl TapPoller {
             self.quota.period.as_secs() / 3600,
             wait.as_secs()
         );
-        warn!(source = SOURCE, retry_after_secs = wait.as_secs(), "{message}");
+        warn!(
+            source = SOURCE,
+            retry_after_secs = wait.as_secs(),
+            "{message}"
+        );
         next.last_error = Some(message.clone());
         report.error = Some(message);
         report.retry_after = Some(wait);
-        let window = Window { start: now, end: now };
-        commit(sink, Batch { drafts: Vec::new(), rejected: 0, checkpoint: next }, window, report)
-            .await;
+        let batch = Batch {
+            drafts: Vec::new(),
+            rejected: 0,
+            checkpoint: next,
+        };
+        commit(sink, batch, report).await;
     }
 
     fn backoff(&self) -> MutexGuard<'_, Backoff> {
@@ -218,20 +277,16 @@ impl TapPoller {
 }
 
 /// Hands a batch to the sink; false, with the error in the report, when it could not.
-async fn commit<S: BatchSink>(
-    sink: &S,
-    batch: Batch,
-    window: Window,
-    report: &mut CycleReport,
-) -> bool {
+async fn commit<S: BatchSink>(sink: &S, batch: Batch, report: &mut CycleReport) -> bool {
+    let cursor = batch.checkpoint.cursor;
     match sink.commit(batch).await {
         Ok(stored) => {
             report.checkpoint = stored;
             true
         }
         Err(err) => {
-            error!(source = SOURCE, window_start = %window.start, window_end = %window.end, error = %format!("{err:#}"), "commit failed");
             let message = format!("commit failed: {err:#}");
+            error!(source = SOURCE, cursor = ?cursor, error = %format!("{err:#}"), "commit failed");
             report.error = Some(match report.error.take() {
                 Some(earlier) => format!("{earlier}; then {message}"),
                 None => message,

@@ -18,7 +18,10 @@ pub struct Quota {
 
 impl Default for Quota {
     fn default() -> Self {
-        Quota { limit: 1800, period: Duration::from_secs(24 * 60 * 60) }
+        Quota {
+            limit: 1800,
+            period: Duration::from_secs(24 * 60 * 60),
+        }
     }
 }
 
@@ -76,7 +79,11 @@ impl Default for Backoff {
 impl Backoff {
     /// A backoff that starts at `min` and doubles up to `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max: max.max(min), next: min }
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
     }
 
     /// The delay to wait now; the one after it is twice as long, up to the maximum.
@@ -98,7 +105,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn now() -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).single().expect("a valid time")
+        chrono::Utc
+            .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+            .single()
+            .expect("a valid time")
     }
 
     fn ago(minutes: i64) -> Timestamp {
@@ -107,7 +117,10 @@ mod tests {
 
     #[test]
     fn calls_count_for_a_rolling_day() {
-        let quota = Quota { limit: 3, ..Quota::default() };
+        let quota = Quota {
+            limit: 3,
+            ..Quota::default()
+        };
         let calls = vec![ago(25 * 60), ago(23 * 60), ago(60), ago(1)];
         assert_eq!(quota.used(&calls, now()), 3);
         assert!(!quota.allows(&calls, now()));
@@ -121,7 +134,10 @@ mod tests {
 
     #[test]
     fn a_call_exactly_a_day_old_no_longer_counts() {
-        let quota = Quota { limit: 1, ..Quota::default() };
+        let quota = Quota {
+            limit: 1,
+            ..Quota::default()
+        };
         assert!(quota.allows(&[ago(24 * 60)], now()));
         assert!(!quota.allows(&[ago(24 * 60 - 1)], now()));
     }
@@ -145,7 +161,9 @@ mod tests {
     #[test]
     fn backoff_doubles_from_a_minute_to_an_hour_and_resets() {
         let mut backoff = Backoff::default();
-        let minutes: Vec<u64> = (0..8).map(|_| backoff.next_delay().as_secs() / 60).collect();
+        let minutes: Vec<u64> = (0..8)
+            .map(|_| backoff.next_delay().as_secs() / 60)
+            .collect();
         assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_secs(60));

@@ -31,8 +31,14 @@ const ENDPOINTS: [(&str, &[AlertKind]); 6] = [
             AlertKind::ClickBlocked,
         ],
     ),
-    ("/v2/siem/issues", &[AlertKind::MessageDelivered, AlertKind::ClickPermitted]),
-    ("/v2/siem/messages/delivered", &[AlertKind::MessageDelivered]),
+    (
+        "/v2/siem/issues",
+        &[AlertKind::MessageDelivered, AlertKind::ClickPermitted],
+    ),
+    (
+        "/v2/siem/messages/delivered",
+        &[AlertKind::MessageDelivered],
+    ),
     ("/v2/siem/messages/blocked", &[AlertKind::MessageBlocked]),
     ("/v2/siem/clicks/permitted", &[AlertKind::ClickPermitted]),
     ("/v2/siem/clicks/blocked", &[AlertKind::ClickBlocked]),
@@ -84,14 +90,20 @@ struct Refusal {
 
 impl Refusal {
     fn bad_request(message: impl Into<String>) -> Self {
-        Refusal { status: StatusCode::BAD_REQUEST, message: message.into() }
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
 }
 
 impl TapSimulator {
     /// A simulator with no events that follows the real clock.
     pub fn new(config: SimulatorConfig) -> Self {
-        TapSimulator { config, state: Mutex::new(SimState::default()) }
+        TapSimulator {
+            config,
+            state: Mutex::new(SimState::default()),
+        }
     }
 
     /// Stops the clock at `now`.
@@ -112,8 +124,19 @@ impl TapSimulator {
     }
 
     /// Files an event at `filed_at`, visible to queries from `indexed_at` on.
-    pub fn add_event(&self, kind: AlertKind, raw: Value, filed_at: Timestamp, indexed_at: Timestamp) {
-        self.state().events.push(SimEvent { kind, raw, filed_at, indexed_at });
+    pub fn add_event(
+        &self,
+        kind: AlertKind,
+        raw: Value,
+        filed_at: Timestamp,
+        indexed_at: Timestamp,
+    ) {
+        self.state().events.push(SimEvent {
+            kind,
+            raw,
+            filed_at,
+            indexed_at,
+        });
     }
 
     /// Requests received so far, whatever their answer.
@@ -154,7 +177,10 @@ impl TapSimulator {
         let mut state = self.state();
         state.calls += 1;
         if let Some(status) = state.fail_next.take() {
-            return Err(Refusal { status, message: "injected failure".to_owned() });
+            return Err(Refusal {
+                status,
+                message: "injected failure".to_owned(),
+            });
         }
         let principal = self.authenticate(authorization)?;
         let now = state.clock.unwrap_or_else(Utc::now);
@@ -164,16 +190,25 @@ impl TapSimulator {
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, kinds)| *kinds)
-            .ok_or_else(|| Refusal { status: StatusCode::NOT_FOUND, message: path.to_owned() })?;
+            .ok_or_else(|| Refusal {
+                status: StatusCode::NOT_FOUND,
+                message: path.to_owned(),
+            })?;
         match single(query, "format") {
             Some("json") => {}
-            _ => return Err(Refusal::bad_request("the simulator answers only format=json")),
+            _ => {
+                return Err(Refusal::bad_request(
+                    "the simulator answers only format=json",
+                ));
+            }
         }
         let (start, end) = time_selector(query, now)?;
         let filter = Filter::from_query(query)?;
 
-        let mut arrays: Vec<(&str, AlertKind, Vec<Value>)> =
-            ARRAYS.iter().map(|&(name, kind)| (name, kind, Vec::new())).collect();
+        let mut arrays: Vec<(&str, AlertKind, Vec<Value>)> = ARRAYS
+            .iter()
+            .map(|&(name, kind)| (name, kind, Vec::new()))
+            .collect();
         let visible = state.events.iter().filter(|e| {
             e.indexed_at <= now
                 && start <= e.filed_at
@@ -201,7 +236,9 @@ impl TapSimulator {
             status: StatusCode::UNAUTHORIZED,
             message: "missing or wrong credentials".to_owned(),
         };
-        let encoded = authorization.and_then(|h| h.strip_prefix("Basic ")).ok_or_else(unauthorized)?;
+        let encoded = authorization
+            .and_then(|h| h.strip_prefix("Basic "))
+            .ok_or_else(unauthorized)?;
         let decoded = BASE64.decode(encoded.trim()).map_err(|_| unauthorized())?;
         let decoded = String::from_utf8(decoded).map_err(|_| unauthorized())?;
         match decoded.split_once(':') {
@@ -217,7 +254,12 @@ impl TapSimulator {
     /// Counts a call against the principal's rolling quota, or refuses it with 429.
     // FIXME: the real API gives clicks/permitted a quota pool of its own; here every path
     // shares one, so a test of that separate pool cannot use the simulator.
-    fn spend_quota(&self, state: &mut SimState, principal: &str, now: Timestamp) -> Result<(), Refusal> {
+    fn spend_quota(
+        &self,
+        state: &mut SimState,
+        principal: &str,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
         let since = now - TimeDelta::hours(24);
         let calls = state.ledger.entry(principal.to_owned()).or_default();
         calls.retain(|&t| t > since);
@@ -233,7 +275,10 @@ impl TapSimulator {
 }
 
 /// Reads exactly one of `interval`, `sinceTime` and `sinceSeconds` into a window.
-fn time_selector(query: &[(String, String)], now: Timestamp) -> Result<(Timestamp, Timestamp), Refusal> {
+fn time_selector(
+    query: &[(String, String)],
+    now: Timestamp,
+) -> Result<(Timestamp, Timestamp), Refusal> {
     let selectors: Vec<&(String, String)> = query
         .iter()
         .filter(|(k, _)| matches!(k.as_str(), "interval" | "sinceTime" | "sinceSeconds"))
@@ -262,13 +307,17 @@ fn time_selector(query: &[(String, String)], now: Timestamp) -> Result<(Timestam
     };
 
     if end - start < TimeDelta::seconds(30) {
-        return Err(Refusal::bad_request("the window is shorter than 30 seconds"));
+        return Err(Refusal::bad_request(
+            "the window is shorter than 30 seconds",
+        ));
     }
     if end - start > TimeDelta::hours(1) {
         return Err(Refusal::bad_request("the window is longer than one hour"));
     }
     if start < now - TimeDelta::days(7) {
-        return Err(Refusal::bad_request("the window starts more than seven days ago"));
+        return Err(Refusal::bad_request(
+            "the window starts more than seven days ago",
+        ));
     }
     Ok((start, end))
 }
@@ -315,7 +364,9 @@ impl Filter {
 /// The (type, status) of each threat of an event, lower case; a click's threat is a URL.
 fn threats_of(event: &SimEvent) -> Vec<(Option<String>, Option<String>)> {
     let lower = |map: &Map<String, Value>, name: &str| {
-        field(map, &[name]).and_then(Value::as_str).map(str::to_ascii_lowercase)
+        field(map, &[name])
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
     };
     let Value::Object(raw) = &event.raw else {
         return Vec::new();
@@ -384,7 +435,9 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 async fn answer(State(sim): State<Arc<TapSimulator>>, uri: Uri, headers: HeaderMap) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
     let query = parse_query(uri.query().unwrap_or(""));
     let result = sim.respond(uri.path(), authorization, &query);
 

@@ -107,14 +107,19 @@ pub fn plan(cursor: Option<Timestamp>, now: Timestamp, cfg: &WindowConfig) -> Pl
     };
     let earliest = now - delta(reach);
 
-    let gap = cursor
-        .filter(|&cursor| cursor < earliest)
-        .map(|from| Gap { from, to: earliest, reason });
+    let gap = cursor.filter(|&cursor| cursor < earliest).map(|from| Gap {
+        from,
+        to: earliest,
+        reason,
+    });
     let start = match cursor {
         Some(cursor) => (cursor - delta(cfg.overlap)).max(earliest),
         None => earliest,
     };
-    Plan { windows: walk(start, now, cfg), gap }
+    Plan {
+        windows: walk(start, now, cfg),
+        gap,
+    }
 }
 
 /// Cuts `start..now` into windows of at most `max_window`, none shorter than `min_window`.
@@ -125,10 +130,16 @@ fn walk(start: Timestamp, now: Timestamp, cfg: &WindowConfig) -> Vec<Window> {
     let mut windows = Vec::new();
     let mut from = start;
     while now - from > max {
-        windows.push(Window { start: from, end: from + max });
+        windows.push(Window {
+            start: from,
+            end: from + max,
+        });
         from += max;
     }
-    windows.push(Window { start: from, end: now });
+    windows.push(Window {
+        start: from,
+        end: now,
+    });
 
     // A short last window would be refused. Merging it into the one before would make that
     // one too long, so the boundary between them moves back instead.
@@ -157,7 +168,10 @@ mod tests {
     const DAY: i64 = 24 * HOUR;
 
     fn now() -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).single().expect("a valid time")
+        chrono::Utc
+            .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+            .single()
+            .expect("a valid time")
     }
 
     fn ago(secs: i64) -> Timestamp {
@@ -167,11 +181,17 @@ mod tests {
     /// Windows as (start, end) in seconds before now.
     fn spans(plan: &Plan) -> Vec<(i64, i64)> {
         let seconds_ago = |t: Timestamp| (now() - t).num_seconds();
-        plan.windows.iter().map(|w| (seconds_ago(w.start), seconds_ago(w.end))).collect()
+        plan.windows
+            .iter()
+            .map(|w| (seconds_ago(w.start), seconds_ago(w.end)))
+            .collect()
     }
 
     fn hourly(from_hours_ago: i64) -> Vec<(i64, i64)> {
-        (0..from_hours_ago).rev().map(|h| ((h + 1) * HOUR, h * HOUR)).collect()
+        (0..from_hours_ago)
+            .rev()
+            .map(|h| ((h + 1) * HOUR, h * HOUR))
+            .collect()
     }
 
     fn assert_within_limits(plan: &Plan, cfg: &WindowConfig) {
@@ -215,7 +235,10 @@ mod tests {
         let plan = plan(Some(ago(13 * HOUR)), now(), &cfg);
         assert_eq!(spans(&plan), hourly(12));
         let gap = plan.gap.clone().expect("a gap");
-        assert_eq!((gap.from, gap.to, gap.reason), (ago(13 * HOUR), ago(12 * HOUR), GapReason::Lookback));
+        assert_eq!(
+            (gap.from, gap.to, gap.reason),
+            (ago(13 * HOUR), ago(12 * HOUR), GapReason::Lookback)
+        );
         assert_within_limits(&plan, &cfg);
     }
 
@@ -228,7 +251,10 @@ mod tests {
         let plan = plan(Some(ago(8 * DAY)), now(), &cfg);
         let reach = 7 * DAY - 5 * MIN;
         let gap = plan.gap.clone().expect("a gap");
-        assert_eq!((gap.from, gap.to, gap.reason), (ago(8 * DAY), ago(reach), GapReason::ApiLimit));
+        assert_eq!(
+            (gap.from, gap.to, gap.reason),
+            (ago(8 * DAY), ago(reach), GapReason::ApiLimit)
+        );
 
         assert_eq!(plan.windows.first().map(|w| w.start), Some(ago(reach)));
         assert_eq!(plan.windows.last().map(|w| w.end), Some(now()));
@@ -238,17 +264,29 @@ mod tests {
 
     #[test]
     fn a_tiny_remainder_borrows_from_the_window_before() {
-        let cfg = WindowConfig { overlap: Duration::ZERO, ..WindowConfig::default() };
+        let cfg = WindowConfig {
+            overlap: Duration::ZERO,
+            ..WindowConfig::default()
+        };
         let plan = plan(Some(ago(2 * HOUR + 10)), now(), &cfg);
-        assert_eq!(spans(&plan), [(2 * HOUR + 10, HOUR + 10), (HOUR + 10, 30), (30, 0)]);
+        assert_eq!(
+            spans(&plan),
+            [(2 * HOUR + 10, HOUR + 10), (HOUR + 10, 30), (30, 0)]
+        );
         assert_within_limits(&plan, &cfg);
     }
 
     #[test]
     fn a_tiny_only_window_reaches_back_and_never_forward() {
-        let cfg = WindowConfig { overlap: Duration::ZERO, ..WindowConfig::default() };
+        let cfg = WindowConfig {
+            overlap: Duration::ZERO,
+            ..WindowConfig::default()
+        };
         assert_eq!(spans(&plan(Some(ago(10)), now(), &cfg)), [(30, 0)]);
-        assert_eq!(spans(&plan(Some(now() + TimeDelta::seconds(5)), now(), &cfg)), [(30, 0)]);
+        assert_eq!(
+            spans(&plan(Some(now() + TimeDelta::seconds(5)), now(), &cfg)),
+            [(30, 0)]
+        );
     }
 
     #[test]
@@ -256,6 +294,9 @@ mod tests {
         let cfg = WindowConfig::default();
         let plan = plan(Some(ago(MIN)), now() + TimeDelta::milliseconds(700), &cfg);
         assert_eq!(spans(&plan), [(31 * MIN, 0)]);
-        assert_eq!(plan.windows[0].to_string(), "2024-05-01T11:29:00Z/2024-05-01T12:00:00Z");
+        assert_eq!(
+            plan.windows[0].to_string(),
+            "2024-05-01T11:29:00Z/2024-05-01T12:00:00Z"
+        );
     }
 }

@@ -25,34 +25,114 @@ enum Shape {
 
 /// Every file of `tap-siem/`, with what reading it must give: (drafts, rejected).
 const RECORDED: [(&str, Shape, usize, usize); 19] = [
-    ("elastic_integrations/test-clicks-blocked.log", Shape::Lines, 5, 0),
-    ("elastic_integrations/test-clicks-permitted.log", Shape::Lines, 4, 0),
-    ("elastic_integrations/test-message-blocked.log", Shape::Lines, 6, 0),
-    ("elastic_integrations/test-message-delivered.log", Shape::Lines, 8, 0),
-    ("rapid7_insightconnect-plugins/LICENSE", Shape::NotJson, 0, 0),
-    ("rapid7_insightconnect-plugins/all_threats.json.resp", Shape::Envelope, 2, 0),
-    ("rapid7_insightconnect-plugins/blocked_clicks.json.resp", Shape::Envelope, 1, 0),
-    ("rapid7_insightconnect-plugins/blocked_clicks_without_url.json.resp", Shape::Envelope, 1, 0),
-    ("rapid7_insightconnect-plugins/blocked_messages.json.resp", Shape::Envelope, 1, 0),
+    (
+        "elastic_integrations/test-clicks-blocked.log",
+        Shape::Lines,
+        5,
+        0,
+    ),
+    (
+        "elastic_integrations/test-clicks-permitted.log",
+        Shape::Lines,
+        4,
+        0,
+    ),
+    (
+        "elastic_integrations/test-message-blocked.log",
+        Shape::Lines,
+        6,
+        0,
+    ),
+    (
+        "elastic_integrations/test-message-delivered.log",
+        Shape::Lines,
+        8,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/LICENSE",
+        Shape::NotJson,
+        0,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/all_threats.json.resp",
+        Shape::Envelope,
+        2,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/blocked_clicks.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/blocked_clicks_without_url.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/blocked_messages.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
     (
         "rapid7_insightconnect-plugins/blocked_messages_without_subject.json.resp",
         Shape::Envelope,
         1,
         0,
     ),
-    ("rapid7_insightconnect-plugins/decode_few_urls.json.resp", Shape::Envelope, 0, 0),
-    ("rapid7_insightconnect-plugins/decode_invalid_url.json.resp", Shape::Envelope, 0, 0),
-    ("rapid7_insightconnect-plugins/delivered_messages.json.resp", Shape::Envelope, 1, 0),
+    (
+        "rapid7_insightconnect-plugins/decode_few_urls.json.resp",
+        Shape::Envelope,
+        0,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/decode_invalid_url.json.resp",
+        Shape::Envelope,
+        0,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/delivered_messages.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
     (
         "rapid7_insightconnect-plugins/delivered_messages_without_subject.json.resp",
         Shape::Envelope,
         1,
         0,
     ),
-    ("rapid7_insightconnect-plugins/monitor_events.json.resp", Shape::Envelope, 5, 0),
-    ("rapid7_insightconnect-plugins/parse_tap_alert_success.json.inp", Shape::Envelope, 0, 0),
-    ("rapid7_insightconnect-plugins/permitted_clicks.json.resp", Shape::Envelope, 1, 0),
-    ("rapid7_insightconnect-plugins/permitted_clicks_without_url.json.resp", Shape::Envelope, 1, 0),
+    (
+        "rapid7_insightconnect-plugins/monitor_events.json.resp",
+        Shape::Envelope,
+        5,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/parse_tap_alert_success.json.inp",
+        Shape::Envelope,
+        0,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/permitted_clicks.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
+    (
+        "rapid7_insightconnect-plugins/permitted_clicks_without_url.json.resp",
+        Shape::Envelope,
+        1,
+        0,
+    ),
     (
         "sumologic_docs/siem_api_doc_sample_message_event.json",
         Shape::Event(AlertKind::MessageDelivered),
@@ -101,7 +181,11 @@ fn read_lines(relative: &str) -> Envelope {
     let bytes = read(relative);
     let text = String::from_utf8_lossy(&bytes);
     let mut out = Envelope::default();
-    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (index, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let value: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{relative} line {}: {e}", index + 1));
         if value.get("queryEndTime").is_some() {
@@ -126,7 +210,10 @@ fn read_recorded(relative: &str, shape: Shape) -> Result<Envelope, EnvelopeError
         Shape::Event(kind) => {
             let value: Value = serde_json::from_slice(&read(relative)).expect("one JSON event");
             let draft = parse_event(kind, &value).expect("a readable event");
-            Ok(Envelope { drafts: vec![draft], ..Envelope::default() })
+            Ok(Envelope {
+                drafts: vec![draft],
+                ..Envelope::default()
+            })
         }
     }
 }
@@ -147,8 +234,8 @@ fn sumologic() -> AlertDraft {
 #[test]
 fn the_table_covers_every_recorded_file() {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
-        let entries = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
@@ -170,7 +257,10 @@ fn every_recorded_file_reads_with_exact_counts() {
     for (relative, shape, drafts, rejected) in RECORDED {
         let result = read_recorded(relative, shape);
         if let Shape::NotJson = shape {
-            assert!(matches!(result, Err(EnvelopeError::NotJson(_))), "{relative}");
+            assert!(
+                matches!(result, Err(EnvelopeError::NotJson(_))),
+                "{relative}"
+            );
             continue;
         }
         let envelope = result.unwrap_or_else(|e| panic!("{relative}: {e}"));
@@ -178,7 +268,11 @@ fn every_recorded_file_reads_with_exact_counts() {
         assert_eq!(envelope.rejected.len(), rejected, "rejects of {relative}");
         for draft in &envelope.drafts {
             assert!(!draft.dedup_key.is_empty(), "{relative}");
-            assert!(!draft.threats.is_empty(), "{relative}: {:?}", draft.dedup_key);
+            assert!(
+                !draft.threats.is_empty(),
+                "{relative}: {:?}",
+                draft.dedup_key
+            );
             assert!(draft.raw.is_object(), "{relative}");
         }
     }
@@ -202,13 +296,23 @@ fn from_address_comes_as_a_string_or_a_list() {
     raw["headerFrom"] = Value::Null;
     let draft = parse_event(AlertKind::MessageDelivered, &raw).expect("readable");
     assert_eq!(draft.sender.as_deref(), Some("badguy@evil.zz"));
-    assert!(draft.notes.contains(&"sender empty, used fromAddress".to_owned()), "{:?}", draft.notes);
+    assert!(
+        draft
+            .notes
+            .contains(&"sender empty, used fromAddress".to_owned()),
+        "{:?}",
+        draft.notes
+    );
 
     // Rapid7's sparse events have it as a list and no sender at all.
     let blocked = drafts("rapid7_insightconnect-plugins/blocked_messages.json.resp");
     assert!(blocked[0].raw["fromAddress"].is_array());
     assert_eq!(blocked[0].sender.as_deref(), Some("user@example.com"));
-    assert!(blocked[0].notes.contains(&"sender missing, used fromAddress".to_owned()));
+    assert!(
+        blocked[0]
+            .notes
+            .contains(&"sender missing, used fromAddress".to_owned())
+    );
 }
 
 #[test]
@@ -222,7 +326,11 @@ fn cluster_comes_as_cluster_id_or_cluster_and_is_kept() {
 fn threat_id_comes_in_either_case() {
     let sample = sumologic();
     assert!(sample.raw["threatsInfoMap"][0].get("threatId").is_some());
-    let ids: Vec<&str> = sample.threats.iter().filter_map(|t| t.id.as_deref()).collect();
+    let ids: Vec<&str> = sample
+        .threats
+        .iter()
+        .filter_map(|t| t.id.as_deref())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -231,20 +339,35 @@ fn threat_id_comes_in_either_case() {
         ]
     );
     let blocked = drafts("elastic_integrations/test-message-blocked.log");
-    assert!(blocked[0].raw["threatsInfoMap"][0].get("threatID").is_some());
-    assert!(blocked[0].threats[0].id.as_deref().is_some_and(|id| id.starts_with("dhgonvj")));
+    assert!(
+        blocked[0].raw["threatsInfoMap"][0]
+            .get("threatID")
+            .is_some()
+    );
+    assert!(
+        blocked[0].threats[0]
+            .id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("dhgonvj"))
+    );
 }
 
 #[test]
 fn threat_url_comes_in_either_case() {
     let message = &drafts("elastic_integrations/test-message-blocked.log")[0];
     assert!(message.raw["threatsInfoMap"][0].get("threatUrl").is_some());
-    let dashboard = message.threats[0].dashboard_url.as_deref().expect("threatUrl read");
+    let dashboard = message.threats[0]
+        .dashboard_url
+        .as_deref()
+        .expect("threatUrl read");
     assert!(dashboard.starts_with("https://threatinsight.proofpoint.com/"));
 
     let click = &drafts("elastic_integrations/test-clicks-blocked.log")[0];
     assert!(click.raw.get("threatURL").is_some());
-    assert_eq!(click.threats[0].dashboard_url.as_deref(), Some("https://www.abc.com/?name=john"));
+    assert_eq!(
+        click.threats[0].dashboard_url.as_deref(),
+        Some("https://www.abc.com/?name=john")
+    );
 }
 
 #[test]
@@ -255,7 +378,10 @@ fn campaign_id_comes_in_either_case_or_null() {
         Some("46e01b8a-c899-404d-bcd9-189bb393d1a7")
     );
     let click = &drafts("elastic_integrations/test-clicks-blocked.log")[0];
-    assert_eq!(click.threats[0].campaign_id.as_deref(), Some("46x01x8x-x899-404x-xxx9-111xx393d1x7"));
+    assert_eq!(
+        click.threats[0].campaign_id.as_deref(),
+        Some("46x01x8x-x899-404x-xxx9-111xx393d1x7")
+    );
 
     let message = &drafts("elastic_integrations/test-message-blocked.log")[0];
     assert_eq!(message.raw["threatsInfoMap"][0]["campaignID"], Value::Null);
@@ -265,8 +391,11 @@ fn campaign_id_comes_in_either_case_or_null() {
 #[test]
 fn classification_and_threat_type_are_read_in_any_case() {
     let sample = sumologic();
-    let read: Vec<(Option<&str>, Option<&ThreatKind>)> =
-        sample.threats.iter().map(|t| (t.classification.as_deref(), t.kind.as_ref())).collect();
+    let read: Vec<(Option<&str>, Option<&ThreatKind>)> = sample
+        .threats
+        .iter()
+        .map(|t| (t.classification.as_deref(), t.kind.as_ref()))
+        .collect();
     assert_eq!(
         read,
         [
@@ -305,10 +434,23 @@ fn delivered_events_with_empty_sender_and_message_id_and_null_subject_are_read()
     assert_eq!(sparse.raw["sender"], json!(""));
     assert_eq!(sparse.raw["messageID"], json!(""));
     assert_eq!(sparse.raw["subject"], Value::Null);
-    assert_eq!((&sparse.sender, &sparse.message_id, &sparse.subject), (&None, &None, &None));
-    assert_eq!(sparse.recipients, ["fhsvbui8axxxxxxui8abc256326@example.com"]);
-    for note in ["messageID empty", "sender empty, and no headerFrom or fromAddress"] {
-        assert!(sparse.notes.contains(&note.to_owned()), "{note}: {:?}", sparse.notes);
+    assert_eq!(
+        (&sparse.sender, &sparse.message_id, &sparse.subject),
+        (&None, &None, &None)
+    );
+    assert_eq!(
+        sparse.recipients,
+        ["fhsvbui8axxxxxxui8abc256326@example.com"]
+    );
+    for note in [
+        "messageID empty",
+        "sender empty, and no headerFrom or fromAddress",
+    ] {
+        assert!(
+            sparse.notes.contains(&note.to_owned()),
+            "{note}: {:?}",
+            sparse.notes
+        );
     }
     assert_eq!(sparse.time.to_rfc3339(), "2022-01-05T10:05:56.020+00:00");
 }
@@ -321,9 +463,13 @@ fn the_same_message_twice_with_different_guid_and_qid_gives_two_drafts() {
     assert_ne!(first.raw["GUID"], second.raw["GUID"]);
     assert_ne!(first.raw["QID"], second.raw["QID"]);
     assert_ne!(first.threats[0].id, second.threats[0].id);
-    // The recorded pair also shares its `id`, so the store keeps only the first of the two.
-    assert_eq!(first.dedup_key, second.dedup_key);
-    assert_eq!(first.dedup_key, "id:ee212323-1234-1234-1234-0f0abcd123456");
+    // The recorded pair also shares its `id`; the GUID in the key keeps them apart.
+    assert!(
+        first
+            .dedup_key
+            .starts_with("id:ee212323-1234-1234-1234-0f0abcd123456/")
+    );
+    assert_ne!(first.dedup_key, second.dedup_key);
 }
 
 #[test]
@@ -342,8 +488,8 @@ fn query_end_time_comes_with_or_without_milliseconds() {
     assert_eq!(end.as_deref(), Some("2021-08-27T16:00:00+00:00"));
 
     // No recorded file has milliseconds; the API's documentation shows both forms.
-    let with_millis = parse_envelope(br#"{"queryEndTime": "2021-08-27T16:00:00.250Z"}"#)
-        .expect("an envelope");
+    let with_millis =
+        parse_envelope(br#"{"queryEndTime": "2021-08-27T16:00:00.250Z"}"#).expect("an envelope");
     let end = with_millis.query_end_time.map(|t| t.to_rfc3339());
     assert_eq!(end.as_deref(), Some("2021-08-27T16:00:00.250+00:00"));
 }
@@ -359,9 +505,17 @@ fn an_elastic_file_may_end_with_an_empty_envelope() {
 #[test]
 fn events_without_id_are_keyed_by_a_hash_and_reach_recipients_through_to_addresses() {
     let delivered = &drafts("rapid7_insightconnect-plugins/delivered_messages.json.resp")[0];
-    assert!(delivered.dedup_key.starts_with("sha256:"), "{}", delivered.dedup_key);
+    assert!(
+        delivered.dedup_key.starts_with("sha256:"),
+        "{}",
+        delivered.dedup_key
+    );
     assert_eq!(delivered.recipients, ["user@example.com"]);
-    assert!(delivered.notes.contains(&"recipient missing, used toAddresses and ccAddresses".into()));
+    assert!(
+        delivered
+            .notes
+            .contains(&"recipient missing, used toAddresses and ccAddresses".into())
+    );
     // With no messageTime the event is dated by its threat.
     assert_eq!(delivered.time.to_rfc3339(), "2021-08-27T15:59:49+00:00");
 }
@@ -376,9 +530,18 @@ fn attachment_threats_carry_their_sha256_and_url_threats_their_host() {
     assert_eq!(sample.threats[0].hostname, None);
     assert_eq!(sample.threats[1].hostname.as_deref(), Some("badsite.zz"));
     assert_eq!(sample.threats[1].sha256, None);
-    assert_eq!(sample.recipients, ["clark.kent@pharmtech.zz", "diana.prince@pharmtech.zz"]);
-    assert_eq!(sample.message_id.as_ref().map(|m| m.as_str()), Some("20160624211145.62086.mail@evil.zz"));
+    assert_eq!(
+        sample.recipients,
+        ["clark.kent@pharmtech.zz", "diana.prince@pharmtech.zz"]
+    );
+    assert_eq!(
+        sample.message_id.as_ref().map(|m| m.as_str()),
+        Some("20160624211145.62086.mail@evil.zz")
+    );
 
     let click = &drafts("elastic_integrations/test-clicks-blocked.log")[0];
-    assert_eq!(click.threats[0].hostname.as_deref(), Some("www.example.com"));
+    assert_eq!(
+        click.threats[0].hostname.as_deref(),
+        Some("www.example.com")
+    );
 }

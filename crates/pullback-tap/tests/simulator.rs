@@ -13,7 +13,9 @@ const PRINCIPAL: &str = "sim-principal";
 const SECRET: &str = "sim-secret";
 
 fn t0() -> Timestamp {
-    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).single().expect("a valid time")
+    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+        .single()
+        .expect("a valid time")
 }
 
 fn at(minutes_from_t0: i64) -> Timestamp {
@@ -25,7 +27,11 @@ fn iso(time: Timestamp) -> String {
 }
 
 fn interval(from_minutes: i64, to_minutes: i64) -> String {
-    format!("format=json&interval={}/{}", iso(at(from_minutes)), iso(at(to_minutes)))
+    format!(
+        "format=json&interval={}/{}",
+        iso(at(from_minutes)),
+        iso(at(to_minutes))
+    )
 }
 
 /// A simulator stopped at `t0` and serving on a loopback port.
@@ -44,10 +50,16 @@ impl Harness {
         };
         let sim = Arc::new(TapSimulator::new(config));
         sim.set_now(t0());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
         let addr = listener.local_addr().expect("the bound address");
         tokio::spawn(serve(listener, Arc::clone(&sim)));
-        Harness { sim, base: format!("http://{addr}"), http: reqwest::Client::new() }
+        Harness {
+            sim,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Asks `path?query` with the right credential; the status, headers and body.
@@ -113,7 +125,10 @@ async fn exactly_one_time_selector_is_accepted() {
     let h = Harness::start(100).await;
     let cases = [
         ("format=json", 400),
-        ("format=json&sinceSeconds=600&sinceTime=2024-05-01T11:50:00Z", 400),
+        (
+            "format=json&sinceSeconds=600&sinceTime=2024-05-01T11:50:00Z",
+            400,
+        ),
         (&format!("{}&sinceSeconds=600", interval(-30, 0)), 400),
         ("format=json&sinceSeconds=600", 200),
         ("format=json&sinceTime=2024-05-01T11:50:00Z", 200),
@@ -129,7 +144,11 @@ async fn windows_must_be_from_thirty_seconds_to_an_hour_and_within_seven_days() 
     let h = Harness::start(100).await;
     let start = at(-60);
     let window = |secs: i64| {
-        format!("format=json&interval={}/{}", iso(start), iso(start + TimeDelta::seconds(secs)))
+        format!(
+            "format=json&interval={}/{}",
+            iso(start),
+            iso(start + TimeDelta::seconds(secs))
+        )
     };
     let week = 7 * 24 * 60;
     let cases = [
@@ -153,7 +172,11 @@ async fn windows_must_be_from_thirty_seconds_to_an_hour_and_within_seven_days() 
 async fn only_json_is_served() {
     let h = Harness::start(100).await;
     let query = interval(-30, 0);
-    assert_eq!(h.status(&query.replace("format=json", "format=syslog")).await, 400);
+    assert_eq!(
+        h.status(&query.replace("format=json", "format=syslog"))
+            .await,
+        400
+    );
     assert_eq!(h.status(&query.replace("format=json&", "")).await, 400);
 }
 
@@ -177,8 +200,18 @@ async fn the_quota_is_a_rolling_day_answered_with_429_and_no_retry_after() {
 #[tokio::test]
 async fn an_event_is_served_once_indexed_and_by_the_time_it_was_filed() {
     let h = Harness::start(100).await;
-    h.sim.add_event(AlertKind::ClickBlocked, json!({"id": "late"}), at(-5), at(10));
-    h.sim.add_event(AlertKind::ClickBlocked, json!({"id": "edge"}), at(-30), at(-30));
+    h.sim.add_event(
+        AlertKind::ClickBlocked,
+        json!({"id": "late"}),
+        at(-5),
+        at(10),
+    );
+    h.sim.add_event(
+        AlertKind::ClickBlocked,
+        json!({"id": "edge"}),
+        at(-30),
+        at(-30),
+    );
 
     let body = h.json("/v2/siem/all", &interval(-30, 0)).await;
     assert_eq!(ids(&body, "clicksBlocked"), ["edge"]);
@@ -204,7 +237,12 @@ async fn each_path_serves_its_kinds_and_every_array_is_present() {
     for (kind, id) in kinds {
         h.sim.add_event(kind, json!({"id": id}), at(-10), at(-10));
     }
-    let arrays = ["messagesDelivered", "messagesBlocked", "clicksPermitted", "clicksBlocked"];
+    let arrays = [
+        "messagesDelivered",
+        "messagesBlocked",
+        "clicksPermitted",
+        "clicksBlocked",
+    ];
     let cases: [(&str, [&[&str]; 4]); 6] = [
         ("/v2/siem/all", [&["md"], &["mb"], &["cp"], &["cb"]]),
         ("/v2/siem/issues", [&["md"], &[], &["cp"], &[]]),
@@ -224,15 +262,39 @@ async fn each_path_serves_its_kinds_and_every_array_is_present() {
 #[tokio::test]
 async fn threat_type_and_status_filters_apply() {
     let h = Harness::start(100).await;
-    h.sim.add_event(AlertKind::MessageDelivered, message("url", "url", "active"), at(-10), at(-10));
-    h.sim.add_event(AlertKind::MessageDelivered, message("att", "ATTACHMENT", "cleared"), at(-10), at(-10));
-    h.sim.add_event(AlertKind::MessageDelivered, message("fp", "url", "falsePositive"), at(-10), at(-10));
-    h.sim.add_event(AlertKind::ClickBlocked, json!({"id": "click", "threatStatus": "active"}), at(-10), at(-10));
+    h.sim.add_event(
+        AlertKind::MessageDelivered,
+        message("url", "url", "active"),
+        at(-10),
+        at(-10),
+    );
+    h.sim.add_event(
+        AlertKind::MessageDelivered,
+        message("att", "ATTACHMENT", "cleared"),
+        at(-10),
+        at(-10),
+    );
+    h.sim.add_event(
+        AlertKind::MessageDelivered,
+        message("fp", "url", "falsePositive"),
+        at(-10),
+        at(-10),
+    );
+    h.sim.add_event(
+        AlertKind::ClickBlocked,
+        json!({"id": "click", "threatStatus": "active"}),
+        at(-10),
+        at(-10),
+    );
 
     let base = interval(-30, 0);
     let cases: [(&str, &[&str], &[&str]); 4] = [
         ("&threatType=url", &["url", "fp"], &["click"]),
-        ("&threatType=attachment&threatType=messageText", &["att"], &[]),
+        (
+            "&threatType=attachment&threatType=messageText",
+            &["att"],
+            &[],
+        ),
         ("&threatStatus=falsePositive", &["fp"], &[]),
         ("&threatType=url&threatStatus=active", &["url"], &["click"]),
     ];

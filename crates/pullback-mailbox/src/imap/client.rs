@@ -70,14 +70,24 @@ impl Connection {
             TlsMode::Tls => handshake(Box::new(tcp), host, connector, timeout).await?,
             TlsMode::None | TlsMode::Starttls => Box::new(tcp),
         };
-        let mut conn = Connection { stream: BufReader::new(stream), next_tag: 1, timeout };
+        let mut conn = Connection {
+            stream: BufReader::new(stream),
+            next_tag: 1,
+            timeout,
+        };
 
         let greeting = match conn.read_response().await? {
-            Response::Status(status) if matches!(status.kind, StatusKind::Ok | StatusKind::Preauth) => {
+            Response::Status(status)
+                if matches!(status.kind, StatusKind::Ok | StatusKind::Preauth) =>
+            {
                 status
             }
             Response::Status(status) => return Err(ImapError::Greeting(status.to_string())),
-            other => return Err(ImapError::Protocol(format!("unexpected greeting {other:?}"))),
+            other => {
+                return Err(ImapError::Protocol(format!(
+                    "unexpected greeting {other:?}"
+                )));
+            }
         };
         if tls == TlsMode::Starttls {
             conn = conn.starttls(host, connector).await?;
@@ -86,7 +96,11 @@ impl Connection {
     }
 
     /// Sends STARTTLS and continues over TLS.
-    async fn starttls(mut self, host: &str, connector: Option<&TlsConnector>) -> Result<Connection, ImapError> {
+    async fn starttls(
+        mut self,
+        host: &str,
+        connector: Option<&TlsConnector>,
+    ) -> Result<Connection, ImapError> {
         let reply = self.command(&[Arg::Raw("STARTTLS")]).await?;
         if !reply.is_ok() {
             return Err(ImapError::Starttls(reply.status.to_string()));
@@ -94,11 +108,17 @@ impl Connection {
         // Anything the server sent after its OK arrived in plain text and could have been
         // injected by a man in the middle; it must not be read as if it came over TLS.
         if !self.stream.buffer().is_empty() {
-            return Err(ImapError::Protocol("data after the STARTTLS response".to_owned()));
+            return Err(ImapError::Protocol(
+                "data after the STARTTLS response".to_owned(),
+            ));
         }
         let plain = self.stream.into_inner();
         let stream = handshake(plain, host, connector, self.timeout).await?;
-        Ok(Connection { stream: BufReader::new(stream), next_tag: self.next_tag, timeout: self.timeout })
+        Ok(Connection {
+            stream: BufReader::new(stream),
+            next_tag: self.next_tag,
+            timeout: self.timeout,
+        })
     }
 
     /// Sends one command and reads up to its tagged completion.
@@ -109,7 +129,11 @@ impl Connection {
             Arg::Raw(s) => *s,
             Arg::Str(_) => "",
         });
-        tracing::trace!(tag, command = verb.collect::<Vec<_>>().join(" "), "imap command");
+        tracing::trace!(
+            tag,
+            command = verb.collect::<Vec<_>>().join(" "),
+            "imap command"
+        );
 
         let mut data = Vec::new();
         let mut line = tag.clone().into_bytes();
@@ -175,15 +199,23 @@ impl Connection {
         }
     }
 
-    fn keep_untagged(&self, response: Response, data: &mut Vec<Vec<Value>>) -> Result<(), ImapError> {
+    fn keep_untagged(
+        &self,
+        response: Response,
+        data: &mut Vec<Vec<Value>>,
+    ) -> Result<(), ImapError> {
         match response {
             Response::Data(values) => data.push(values),
             Response::Status(_) => {}
             Response::Continuation => {
-                return Err(ImapError::Protocol("unexpected continuation request".to_owned()));
+                return Err(ImapError::Protocol(
+                    "unexpected continuation request".to_owned(),
+                ));
             }
             Response::Tagged { tag, .. } => {
-                return Err(ImapError::Protocol(format!("completion for unknown tag {tag}")));
+                return Err(ImapError::Protocol(format!(
+                    "completion for unknown tag {tag}"
+                )));
             }
         }
         Ok(())
@@ -195,7 +227,9 @@ impl Connection {
             stream.write_all(bytes).await?;
             stream.flush().await
         };
-        tokio::time::timeout(self.timeout, write).await.map_err(|_| ImapError::Timeout(self.timeout))??;
+        tokio::time::timeout(self.timeout, write)
+            .await
+            .map_err(|_| ImapError::Timeout(self.timeout))??;
         Ok(())
     }
 
@@ -214,8 +248,14 @@ async fn read_raw(stream: &mut BufReader<Box<dyn Io>>) -> Result<Vec<u8>, ImapEr
     let mut buf = Vec::new();
     loop {
         let start = buf.len();
+        if start >= MAX_RESPONSE {
+            return Err(ImapError::TooLarge(MAX_RESPONSE));
+        }
         let budget = (MAX_RESPONSE - start) as u64;
-        let n = (&mut *stream).take(budget).read_until(b'\n', &mut buf).await?;
+        let n = (&mut *stream)
+            .take(budget)
+            .read_until(b'\n', &mut buf)
+            .await?;
         if n == 0 {
             return Err(ImapError::Closed);
         }
@@ -246,19 +286,26 @@ async fn handshake(
     connector: Option<&TlsConnector>,
     timeout: Duration,
 ) -> Result<Box<dyn Io>, ImapError> {
-    let connector = connector.ok_or_else(|| ImapError::Protocol("TLS asked for but not configured".to_owned()))?;
-    let name = ServerName::try_from(host.to_owned()).map_err(|_| ImapError::ServerName(host.to_owned()))?;
+    let connector = connector
+        .ok_or_else(|| ImapError::Protocol("TLS asked for but not configured".to_owned()))?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| ImapError::ServerName(host.to_owned()))?;
     let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
         .await
         .map_err(|_| ImapError::Timeout(timeout))?
-        .map_err(|source| ImapError::Handshake { host: host.to_owned(), source })?;
+        .map_err(|source| ImapError::Handshake {
+            host: host.to_owned(),
+            source,
+        })?;
     Ok(Box::new(tls))
 }
 
 /// `s` as an IMAP quoted string, or `None` when it needs a literal: line breaks, NUL, 8-bit
 /// characters and very long strings cannot be quoted.
 fn quoted(s: &str) -> Option<Vec<u8>> {
-    let quotable = s.len() <= MAX_QUOTED && s.bytes().all(|b| b.is_ascii() && !matches!(b, b'\r' | b'\n' | 0));
+    let quotable = s.len() <= MAX_QUOTED
+        && s.bytes()
+            .all(|b| b.is_ascii() && !matches!(b, b'\r' | b'\n' | 0));
     if !quotable {
         return None;
     }
@@ -281,13 +328,20 @@ mod tests {
 
     fn conn(stream: DuplexStream) -> Connection {
         let stream: Box<dyn Io> = Box::new(stream);
-        Connection { stream: BufReader::new(stream), next_tag: 1, timeout: Duration::from_secs(5) }
+        Connection {
+            stream: BufReader::new(stream),
+            next_tag: 1,
+            timeout: Duration::from_secs(5),
+        }
     }
 
     #[test]
     fn quotes_or_asks_for_a_literal() {
         assert_eq!(quoted("a\"b\\c").as_deref(), Some(&b"\"a\\\"b\\\\c\""[..]));
-        assert_eq!(quoted("<--$%&@odd.example>").as_deref(), Some(&b"\"<--$%&@odd.example>\""[..]));
+        assert_eq!(
+            quoted("<--$%&@odd.example>").as_deref(),
+            Some(&b"\"<--$%&@odd.example>\""[..])
+        );
         assert_eq!(quoted("caf\u{e9}"), None);
         assert_eq!(quoted("a\r\nb"), None);
     }
@@ -303,12 +357,24 @@ mod tests {
             server.write_all(b"+ OK\r\n").await.expect("continuation");
             let n = server.read(&mut buf).await.expect("literal");
             assert_eq!(&buf[..n], "p\u{e9}ss\r\n".as_bytes());
-            server.write_all(b"* CAPABILITY IMAP4rev1\r\np1 OK done\r\n").await.expect("reply");
+            server
+                .write_all(b"* CAPABILITY IMAP4rev1\r\np1 OK done\r\n")
+                .await
+                .expect("reply");
         };
-        let (reply, ()) = tokio::join!(conn.command(&[Arg::Raw("LOGIN"), Arg::Str("u*m"), Arg::Str("p\u{e9}ss")]), serve);
+        let (reply, ()) = tokio::join!(
+            conn.command(&[Arg::Raw("LOGIN"), Arg::Str("u*m"), Arg::Str("p\u{e9}ss")]),
+            serve
+        );
         let reply = reply.expect("a reply");
         assert!(reply.is_ok());
-        assert_eq!(reply.data, vec![vec![Value::Atom("CAPABILITY".into()), Value::Atom("IMAP4rev1".into())]]);
+        assert_eq!(
+            reply.data,
+            vec![vec![
+                Value::Atom("CAPABILITY".into()),
+                Value::Atom("IMAP4rev1".into())
+            ]]
+        );
     }
 
     #[tokio::test]
@@ -316,7 +382,7 @@ mod tests {
         let (client, mut server) = duplex(4096);
         let mut conn = conn(client);
         server
-            .write_all(b"* 1 FETCH (UID 7 BODY[HEADER] {9}\r\nA: b\r\n\r\n)\r\np1 OK\r\n")
+            .write_all(b"* 1 FETCH (UID 7 BODY[HEADER] {8}\r\nA: b\r\n\r\n)\r\np1 OK\r\n")
             .await
             .expect("server write");
         let reply = conn.command(&[Arg::Raw("NOOP")]).await.expect("a reply");
@@ -338,11 +404,17 @@ mod tests {
         let (client, mut server) = duplex(4096);
         let mut conn = conn(client);
         let serve = async move {
-            let mut buf = vec![0u8; 64];
-            server.read(&mut buf).await.expect("the command");
-            server.write_all(b"* BYE shutting down\r\n").await.expect("server write");
+            let mut buf = [0u8; b"p1 NOOP\r\n".len()];
+            server.read_exact(&mut buf).await.expect("the command");
+            server
+                .write_all(b"* BYE shutting down\r\n")
+                .await
+                .expect("server write");
         };
         let (result, ()) = tokio::join!(conn.command(&[Arg::Raw("NOOP")]), serve);
-        assert!(matches!(&result, Err(ImapError::Bye(text)) if text == "shutting down"), "{result:?}");
+        assert!(
+            matches!(&result, Err(ImapError::Bye(text)) if text == "shutting down"),
+            "{result:?}"
+        );
     }
 }

@@ -36,7 +36,7 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.kind)?;
+        write!(f, "{}", self.kind)?;
         if let Some(code) = &self.code {
             write!(f, " [{code}]")?;
         }
@@ -44,6 +44,7 @@ impl fmt::Display for Status {
     }
 }
 
+/// The kind of a status response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StatusKind {
     Ok,
@@ -51,6 +52,18 @@ pub(crate) enum StatusKind {
     Bad,
     Bye,
     Preauth,
+}
+
+impl fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StatusKind::Ok => "OK",
+            StatusKind::No => "NO",
+            StatusKind::Bad => "BAD",
+            StatusKind::Bye => "BYE",
+            StatusKind::Preauth => "PREAUTH",
+        })
+    }
 }
 
 /// A value in a data response.
@@ -87,7 +100,10 @@ pub(crate) struct ParseError {
 
 /// Parses one complete response, ending in CRLF.
 pub(crate) fn parse_response(bytes: &[u8]) -> Result<Response, ParseError> {
-    let line = bytes.strip_suffix(b"\r\n").or_else(|| bytes.strip_suffix(b"\n")).unwrap_or(bytes);
+    let line = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(bytes);
     let (first, rest) = split_word(line);
     match first {
         b"+" => Ok(Response::Continuation),
@@ -100,11 +116,20 @@ pub(crate) fn parse_response(bytes: &[u8]) -> Result<Response, ParseError> {
         }
         tag if !tag.is_empty() => {
             let (word, after) = split_word(rest);
-            let kind = status_kind(word).ok_or(ParseError { at: tag.len(), what: "no status" })?;
+            let kind = status_kind(word).ok_or(ParseError {
+                at: tag.len(),
+                what: "no status",
+            })?;
             let tag = String::from_utf8_lossy(tag).into_owned();
-            Ok(Response::Tagged { tag, status: parse_status(kind, after) })
+            Ok(Response::Tagged {
+                tag,
+                status: parse_status(kind, after),
+            })
         }
-        _ => Err(ParseError { at: 0, what: "empty response" }),
+        _ => Err(ParseError {
+            at: 0,
+            what: "empty response",
+        }),
     }
 }
 
@@ -132,9 +157,17 @@ fn parse_status(kind: StatusKind, rest: &[u8]) -> Status {
         && let Some((code, text)) = inner.split_once(']')
     {
         let text = text.trim_start().to_owned();
-        return Status { kind, code: Some(code.to_owned()), text };
+        return Status {
+            kind,
+            code: Some(code.to_owned()),
+            text,
+        };
     }
-    Status { kind, code: None, text: text.into_owned() }
+    Status {
+        kind,
+        code: None,
+        text: text.into_owned(),
+    }
 }
 
 /// A cursor over the values of a data response.
@@ -242,7 +275,10 @@ impl<'a> Parser<'a> {
             return Err(self.error("literal length not followed by CRLF"));
         }
         self.at += 2;
-        let data = self.bytes.get(self.at..self.at + len).ok_or_else(|| self.error("short literal"))?;
+        let data = self
+            .bytes
+            .get(self.at..self.at + len)
+            .ok_or_else(|| self.error("short literal"))?;
         self.at += len;
         Ok(Value::Bytes(data.to_vec()))
     }
@@ -262,7 +298,11 @@ impl<'a> Parser<'a> {
             self.at += 1;
         }
         let atom = String::from_utf8_lossy(&self.bytes[start..self.at]).into_owned();
-        if atom.eq_ignore_ascii_case("NIL") { Value::Nil } else { Value::Atom(atom) }
+        if atom.eq_ignore_ascii_case("NIL") {
+            Value::Nil
+        } else {
+            Value::Atom(atom)
+        }
     }
 }
 
@@ -295,20 +335,33 @@ mod tests {
             code: Some("ALREADYEXISTS".to_owned()),
             text: "Mailbox already exists".to_owned(),
         };
-        assert_eq!(r, Ok(Response::Tagged { tag: "a1".to_owned(), status }));
+        assert_eq!(
+            r,
+            Ok(Response::Tagged {
+                tag: "a1".to_owned(),
+                status
+            })
+        );
 
         let r = parse_response(b"* OK [CAPABILITY IMAP4rev1 MOVE] Ready.\r\n").expect("valid");
-        let Response::Status(status) = r else { panic!("not a status: {r:?}") };
+        let Response::Status(status) = r else {
+            panic!("not a status: {r:?}")
+        };
         assert_eq!(status.code_name().as_deref(), Some("CAPABILITY"));
-        assert_eq!(parse_response(b"+ go ahead\r\n"), Ok(Response::Continuation));
+        assert_eq!(
+            parse_response(b"+ go ahead\r\n"),
+            Ok(Response::Continuation)
+        );
         assert_eq!(parse_response(b"+\r\n"), Ok(Response::Continuation));
     }
 
     #[test]
     fn parses_fetch_with_literal_and_section_atom() {
         let bytes = b"* 12 FETCH (UID 40 FLAGS (\\Seen \\Recent) \
-            BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)] {20}\r\nSubject: a)b\"c\r\n\r\n)\r\n";
-        let Ok(Response::Data(values)) = parse_response(bytes) else { panic!("not data") };
+            BODY[HEADER.FIELDS (MESSAGE-ID SUBJECT)] {18}\r\nSubject: a)b\"c\r\n\r\n)\r\n";
+        let Ok(Response::Data(values)) = parse_response(bytes) else {
+            panic!("not data")
+        };
         let expected = vec![
             atom("12"),
             atom("FETCH"),
@@ -329,7 +382,15 @@ mod tests {
         let Ok(Response::Data(values)) = parse_response(b"* LIST () \"\\\\\" NIL\r\n") else {
             panic!("not data")
         };
-        assert_eq!(values, vec![atom("LIST"), Value::List(vec![]), Value::Bytes(b"\\".to_vec()), Value::Nil]);
+        assert_eq!(
+            values,
+            vec![
+                atom("LIST"),
+                Value::List(vec![]),
+                Value::Bytes(b"\\".to_vec()),
+                Value::Nil
+            ]
+        );
     }
 
     #[test]

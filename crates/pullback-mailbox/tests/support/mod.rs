@@ -26,14 +26,19 @@ pub fn phish(name: &str) -> Vec<u8> {
 
 /// A fixture from `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// The Message-ID of a message, bracketed, as the crate's own header parser reads it.
 pub fn id_of(message: &[u8]) -> String {
     let headers = MessageHeaders::parse(message);
-    headers.message_id.map(|id| id.bracketed()).expect("the message has a Message-ID")
+    headers
+        .message_id
+        .map(|id| id.bracketed())
+        .expect("the message has a Message-ID")
 }
 
 /// A target between INBOX and Quarantine with an optional subject and sender.
@@ -42,5 +47,8 @@ pub fn target(id: &str, subject: Option<&str>, sender: Option<&str>) -> MessageT
         subject: subject.map(str::to_owned),
         sender: sender.map(str::to_owned),
     };
-    MessageTarget::new(MessageId::parse(id).expect("a usable Message-ID"), fingerprint)
+    MessageTarget::new(
+        MessageId::parse(id).expect("a usable Message-ID"),
+        fingerprint,
+    )
 }

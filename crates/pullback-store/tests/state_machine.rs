@@ -1,0 +1,317 @@
+//! The state machine through openraft's own interface, on a real RocksDB: deduplication,
+//! grouping, jobs, term fencing, restore, durability across a reopen, and snapshots.
+
+use chrono::Utc;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use pullback_domain::{
+    AlertDraft, AlertKind, Command, CommandResponse, MatchCondition, MessageId, RecipientOutcome,
+    RecipientStatus, Response, Threat, ThreatKind,
+};
+use pullback_store::{IncidentFilter, Reader, StateMachine, TypeConfig};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    sm: StateMachine,
+    reader: Reader,
+    index: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (_log, sm, reader) = pullback_store::open(&path).unwrap();
+        Harness {
+            _dir: dir,
+            path,
+            sm,
+            reader,
+            index: 0,
+        }
+    }
+
+    async fn apply_in_term(&mut self, term: u64, command: Command) -> CommandResponse {
+        self.index += 1;
+        let entry = Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), self.index),
+            payload: EntryPayload::Normal(command),
+        };
+        self.sm.apply(vec![entry]).await.unwrap().remove(0)
+    }
+
+    async fn apply(&mut self, command: Command) -> CommandResponse {
+        self.apply_in_term(1, command).await
+    }
+}
+
+fn draft(id: &str, message_id: &str, recipients: &[&str], classification: &str) -> AlertDraft {
+    AlertDraft {
+        kind: AlertKind::MessageDelivered,
+        dedup_key: format!("id:{id}"),
+        time: Utc::now(),
+        message_id: MessageId::parse(message_id),
+        subject: Some("Invoice".into()),
+        sender: Some("bad@evil.zz".into()),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        threats: vec![Threat {
+            id: Some(format!("threat-{message_id}")),
+            kind: Some(ThreatKind::Url),
+            value: Some("https://evil.zz/x".into()),
+            hostname: Some("evil.zz".into()),
+            classification: Some(classification.into()),
+            status: Some("active".into()),
+            ..Threat::default()
+        }],
+        notes: vec![],
+        raw: serde_json::json!({ "id": id }),
+    }
+}
+
+fn ingest(drafts: Vec<AlertDraft>) -> Command {
+    Command::IngestAlerts {
+        source: "tap".into(),
+        at: Utc::now(),
+        drafts,
+        rejected: 0,
+        checkpoint: None,
+    }
+}
+
+fn quarantine_phish() -> Command {
+    Command::PutMatchCondition {
+        condition: MatchCondition {
+            name: "phish".into(),
+            enabled: true,
+            priority: 0,
+            sources: vec!["tap".into()],
+            kinds: vec![],
+            classifications: vec!["phish".into()],
+            threat_statuses: vec![],
+            threat_types: vec![],
+            recipient_domains: vec![],
+            exclude_recipients: vec!["soc@x".into()],
+            responses: vec![Response::Quarantine],
+            stop: false,
+        },
+    }
+}
+
+fn outcome(recipient: &str, status: RecipientStatus) -> RecipientOutcome {
+    RecipientOutcome {
+        recipient: recipient.into(),
+        status,
+        details: String::new(),
+        is_read: None,
+    }
+}
+
+#[tokio::test]
+async fn repeats_are_dropped_and_one_message_makes_one_incident_and_one_pull_per_recipient() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    let first = h
+        .apply(ingest(vec![
+            draft("e1", "<m1@x>", &["a@x"], "phish"),
+            draft("e2", "<m1@x>", &["b@x", "soc@x"], "phish"),
+            draft("e3", "<m2@x>", &["a@x"], "spam"),
+        ]))
+        .await;
+    assert_eq!(first.alerts.len(), 3);
+    assert_eq!(first.incidents.len(), 1, "the spam alert matches nothing");
+    assert_eq!(first.jobs.len(), 2);
+
+    // The same events again (an overlapping window) and a click on the same message.
+    let mut click = draft("c1", "m1@x", &["a@x"], "phish");
+    click.kind = AlertKind::ClickPermitted;
+    let again = h
+        .apply(ingest(vec![
+            draft("e1", "<m1@x>", &["a@x"], "phish"),
+            click,
+        ]))
+        .await;
+    assert_eq!(again.duplicates, 1);
+    assert_eq!(again.alerts.len(), 1, "the click is new");
+    assert!(again.jobs.is_empty(), "alice's copy is already planned");
+
+    let incidents = h.reader.incidents(&IncidentFilter::default()).unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].alert_ids.len(), 3);
+    let recipients: Vec<String> = h
+        .reader
+        .jobs()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j.results.iter().map(|r| r.recipient.clone()))
+        .collect();
+    assert_eq!(recipients, ["a@x", "b@x"], "soc@x is excluded");
+    assert_eq!(h.reader.queued_jobs().unwrap().len(), 2);
+    let by_id = h
+        .reader
+        .alerts_by_message_id(&MessageId::parse("m1@x").unwrap())
+        .unwrap();
+    assert_eq!(by_id.len(), 3);
+}
+
+#[tokio::test]
+async fn outcomes_from_an_older_term_are_refused_and_abandoned_claims_are_retaken() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    h.apply(ingest(vec![draft(
+        "e1",
+        "<m1@x>",
+        &["a@x", "b@x"],
+        "phish",
+    )]))
+    .await;
+    let claim = |term| Command::ClaimRecipients {
+        job_id: 1,
+        recipients: vec!["a@x".into(), "b@x".into()],
+        term,
+        at: Utc::now(),
+    };
+    assert!(h.apply_in_term(1, claim(1)).await.refused.is_none());
+
+    // A new leader (term 2) takes over; the old leader's late report is fenced off.
+    let stale = Command::RecordOutcomes {
+        job_id: 1,
+        outcomes: vec![outcome("a@x", RecipientStatus::Quarantined)],
+        term: 1,
+        at: Utc::now(),
+    };
+    let refused = h.apply_in_term(2, stale).await.refused.expect("refused");
+    assert!(refused.contains("fenced off"), "{refused}");
+    assert!(h.apply_in_term(2, claim(2)).await.refused.is_none());
+    let job = h.reader.job(1).unwrap().unwrap();
+    assert!(
+        job.results.iter().all(|r| r.term == 2 && r.attempts == 2),
+        "{job:?}"
+    );
+
+    let report = Command::RecordOutcomes {
+        job_id: 1,
+        outcomes: vec![
+            outcome("a@x", RecipientStatus::AlreadyInDestination),
+            outcome("b@x", RecipientStatus::Quarantined),
+        ],
+        term: 2,
+        at: Utc::now(),
+    };
+    assert!(h.apply_in_term(2, report).await.refused.is_none());
+    assert!(h.reader.queued_jobs().unwrap().is_empty());
+
+    // Restore creates a job for both; its success marks the quarantine undone.
+    let restore = Command::RequestRestore {
+        job_id: 1,
+        recipients: None,
+        requested_by: "analyst".into(),
+        at: Utc::now(),
+    };
+    let created = h.apply_in_term(2, restore.clone()).await;
+    let restore_job = created.jobs[0];
+    h.apply_in_term(
+        2,
+        Command::ClaimRecipients {
+            job_id: restore_job,
+            recipients: vec!["a@x".into(), "b@x".into()],
+            term: 2,
+            at: Utc::now(),
+        },
+    )
+    .await;
+    h.apply_in_term(
+        2,
+        Command::RecordOutcomes {
+            job_id: restore_job,
+            outcomes: vec![outcome("a@x", RecipientStatus::Restored)],
+            term: 2,
+            at: Utc::now(),
+        },
+    )
+    .await;
+    let original = h.reader.job(1).unwrap().unwrap();
+    let undone: Vec<bool> = original.results.iter().map(|r| r.was_undone).collect();
+    assert_eq!(undone, [true, false]);
+    // Only b@x is left to restore.
+    let again = h.apply_in_term(2, restore).await;
+    assert!(again.refused.is_none());
+    let job = h.reader.job(again.jobs[0]).unwrap().unwrap();
+    assert_eq!(job.results.len(), 1);
+    assert_eq!(job.results[0].recipient, "b@x");
+}
+
+#[tokio::test]
+async fn closed_incidents_take_no_new_alerts() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    h.apply(ingest(vec![draft("e1", "<m1@x>", &["a@x"], "phish")]))
+        .await;
+    let close = Command::CloseIncident {
+        incident_id: 1,
+        by: "analyst".into(),
+        at: Utc::now(),
+    };
+    assert!(h.apply(close).await.refused.is_none());
+    let later = h
+        .apply(ingest(vec![draft("e2", "<m1@x>", &["b@x"], "phish")]))
+        .await;
+    assert_eq!(later.incidents, vec![2]);
+}
+
+#[tokio::test]
+async fn state_survives_a_reopen_and_a_snapshot_rebuilds_it_elsewhere() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    h.apply(ingest(vec![draft("e1", "<m1@x>", &["a@x"], "phish")]))
+        .await;
+    let (applied, _) = h.sm.applied_state().await.unwrap();
+    let snapshot =
+        h.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+    let path = h.path.clone();
+    drop(h.sm);
+    drop(h.reader);
+    let (mut log, mut sm, reader) = pullback_store::open(&path).unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, applied);
+    assert_eq!(reader.alerts().unwrap().len(), 1);
+    assert!(log.get_log_state().await.unwrap().last_log_id.is_none());
+
+    let other = tempfile::tempdir().unwrap();
+    let (_log, mut fresh, fresh_reader) = pullback_store::open(other.path()).unwrap();
+    let data = snapshot.snapshot.clone();
+    fresh.install_snapshot(&snapshot.meta, data).await.unwrap();
+    assert_eq!(fresh.applied_state().await.unwrap().0, applied);
+    assert_eq!(fresh_reader.alerts().unwrap(), reader.alerts().unwrap());
+    assert_eq!(fresh_reader.jobs().unwrap(), reader.jobs().unwrap());
+    assert_eq!(fresh_reader.match_conditions().unwrap().len(), 1);
+    // The dedup index came along: the same event is still a repeat there.
+    let current = fresh.get_current_snapshot().await.unwrap().expect("kept");
+    assert_eq!(current.meta.snapshot_id, snapshot.meta.snapshot_id);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_release_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = pullback_store::Db::open(dir.path()).unwrap();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut value = pullback_domain::versioned::encode(&Option::<LogId<u64>>::None);
+        value[0] = pullback_domain::versioned::DATA_FORMAT + 1;
+        batch.put_cf(
+            db.rocks().cf_handle("state").unwrap(),
+            b"meta/applied",
+            value,
+        );
+        db.rocks().write(batch).unwrap();
+    }
+    let error = pullback_store::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("reads formats up to"), "{error}");
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what the tests need (a C toolchain for RocksDB, Dovecot) and runs the whole suite.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd
+if [ -z "${PULLBACK_SHARED_DATA:-}" ]; then
+    echo "the shared test data is missing: set PULLBACK_SHARED_DATA to the shared/data folder" >&2
+    exit 1
+fi
+cd "$root"
+cargo test --workspace "$@"

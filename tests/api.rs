@@ -1,0 +1,178 @@
+//! The API's authentication, roles and error messages, against the real binary.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::json;
+use std::net::SocketAddr;
+use support::*;
+
+async fn start() -> (Server, tempfile::TempDir) {
+    let (_tap, tap_address) = start_tap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mailboxes = format!(
+        "[[mailboxes]]\nname = \"local\"\ntype = \"maildir\"\nroot = {:?}\n",
+        dir.path().join("mail").display().to_string()
+    );
+    let config = NodeConfig {
+        dir: dir.path(),
+        listen,
+        tap: tap_address,
+        mailboxes,
+        worker_concurrency: 2,
+    }
+    .write();
+    (Server::start(&config, listen).await, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_but_health_needs_a_key_and_roles_limit_changes() {
+    let (server, _dir) = start().await;
+    let client = reqwest::Client::new();
+    let live = client
+        .get(format!("{}/health/live", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+
+    for path in [
+        "/metrics",
+        "/api/incidents",
+        "/api/v1/alerts",
+        "/api/v1/status",
+    ] {
+        let anonymous = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "{path} without a key");
+        let (status, body) = server.api("wrong-key").get(path).await;
+        assert_eq!(status, 401, "{path} with a wrong key: {body}");
+    }
+
+    let reader = server.api(READER_KEY);
+    let analyst = server.api(ANALYST_KEY);
+    let admin = server.api(ADMIN_KEY);
+    assert_eq!(reader.get("/api/incidents").await.0, 200);
+    let bearer = client
+        .get(format!("{}/api/v1/status", server.base))
+        .bearer_auth(READER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200, "a Bearer key is accepted too");
+
+    let condition = json!({ "name": "urls", "threat_types": ["url"], "responses": ["quarantine"] });
+    let path = "/api/v1/match-conditions/urls";
+    assert_eq!(
+        reader.send(Method::PUT, path, condition.clone()).await.0,
+        403
+    );
+    assert_eq!(
+        analyst.send(Method::PUT, path, condition.clone()).await.0,
+        403
+    );
+    assert_eq!(
+        reader
+            .send(Method::POST, "/api/v1/jobs/1/restore", json!({}))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = admin.send(Method::PUT, path, condition.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, stored) = reader.get(path).await;
+    assert_eq!(stored["threat_types"], json!(["url"]));
+
+    let (status, body) = admin
+        .send(Method::PUT, "/api/v1/match-conditions/other", condition)
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("path names \"other\""),
+        "{body}"
+    );
+    let (status, body) = admin
+        .send(Method::DELETE, "/api/v1/match-conditions/nope", json!({}))
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no match condition named"),
+        "{body}"
+    );
+    let (status, _) = admin.send(Method::DELETE, path, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(reader.get(path).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_queries_are_answered_with_what_was_wrong() {
+    let (server, _dir) = start().await;
+    let api = server.api(READER_KEY);
+    let cases = [
+        (
+            "/api/incidents?state=pending",
+            400,
+            "state must be open or closed",
+        ),
+        (
+            "/api/incidents?created_after=yesterday",
+            400,
+            "created_after must be an ISO 8601",
+        ),
+        ("/api/incidents/abc.json", 400, "is not an incident id"),
+        ("/api/incidents/999.json", 404, "incident 999 not found"),
+        (
+            "/api/incidents/1.json?expand_events=maybe",
+            400,
+            "expand_events must be true or false",
+        ),
+        (
+            "/api/v1/jobs?state=weird",
+            400,
+            "state must be all or queued",
+        ),
+        ("/api/v1/alerts/77", 404, "alert 77 not found"),
+    ];
+    for (path, expected, message) in cases {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(message),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = api
+        .get("/api/incidents?state=open&created_after=2020-01-01")
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_raft_and_source_state() {
+    let (server, _dir) = start().await;
+    let api = server.api(READER_KEY);
+    let ok = wait_for(std::time::Duration::from_secs(20), || async {
+        let (_, body) = api.get("/metrics").await;
+        body.as_str()
+            .is_some_and(|t| t.contains("pullback_source_calls_total"))
+    })
+    .await;
+    assert!(ok, "no source metrics:\n{}", server.log_text());
+    let (_, body) = api.get("/metrics").await;
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("pullback_raft{field=\"is_leader\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("pullback_raft_proposals_total"), "{text}");
+}
