@@ -115,7 +115,7 @@ fn samples_from(dir: &Path) -> anyhow::Result<Vec<Sample>> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut recipients = vec![format!("{}@{DOMAIN}", users[i % users.len()])];
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             recipients.push(format!("{}@{DOMAIN}", users[(i + 2) % users.len()]));
         }
         let phish = path.components().any(|c| c.as_os_str() == "phish");
@@ -281,7 +281,7 @@ fn delivered_event(
         .map(|m| m.bracketed())
         .unwrap_or_default();
     let subject = headers.subject.as_deref().map(decode_encoded_words);
-    let (id_key, url_key, class) = if i % 2 == 0 {
+    let (id_key, url_key, class) = if i.is_multiple_of(2) {
         ("threatID", "threatUrl", classification.to_owned())
     } else {
         ("threatId", "threatURL", classification.to_uppercase())
@@ -299,7 +299,7 @@ fn delivered_event(
         "headerFrom": headers.from,
         "recipient": recipients,
         "toAddresses": recipients,
-        "completelyRewritten": if i % 2 == 0 { json!(true) } else { json!("true") },
+        "completelyRewritten": if i.is_multiple_of(2) { json!(true) } else { json!("true") },
         "impostorScore": 0.0,
         "phishScore": 91,
         "spamScore": 12,
@@ -308,7 +308,7 @@ fn delivered_event(
         "threatsInfoMap": [{
             id_key: format!("demo-threat-{i}"),
             "threat": format!("https://{threat_host}/login"),
-            "threatType": if i % 2 == 0 { "url" } else { "URL" },
+            "threatType": if i.is_multiple_of(2) { "url" } else { "URL" },
             "classification": class,
             "threatStatus": "active",
             "threatTime": time,

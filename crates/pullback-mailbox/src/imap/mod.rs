@@ -438,7 +438,8 @@ impl Session<'_> {
         let reply = self.command(&search, "searching").await?;
         if !reply.is_ok() {
             // A server that cannot run this search still gets the fallback scan.
-            tracing::debug!(mailbox = self.mailbox, status = %reply.status, "header search refused");
+            let status = &reply.status;
+            tracing::debug!(mailbox = self.mailbox, %status, "header search refused");
             return Ok(Vec::new());
         }
         let uids: Vec<u32> = reply
