@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
                 .delete(delete_condition),
         )
         .route("/api/v1/sources", get(list_sources))
+        .route("/api/v1/sources/{name}/rejected", get(rejected_events))
 }
 
 async fn status(State(state): State<AppState>) -> Json<pullback_node::NodeStatus> {
@@ -290,6 +291,15 @@ async fn delete_condition(
 ) -> ApiResult<Json<CommandResponse>> {
     caller.require(Role::Admin)?;
     commit(&state, &caller, Command::DeleteMatchCondition { name }).await
+}
+
+async fn rejected_events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<AlertQuery>,
+) -> ApiResult<Json<Page<pullback_domain::RejectedEvent>>> {
+    let events = state.node.reader().rejected_events(&name)?;
+    Ok(Json(page(events, query.offset, query.limit)))
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,6 @@
 //! Commands: the only way the replicated state changes. Each is one Raft log entry.
 
-use crate::{AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, Timestamp};
+use crate::{AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, RejectedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -12,8 +12,8 @@ pub enum Command {
         source: String,
         at: Timestamp,
         drafts: Vec<AlertDraft>,
-        /// Events the source could not read, counted in the checkpoint.
-        rejected: u64,
+        /// Events the source could not read; each is kept once and counted in the checkpoint.
+        rejected: Vec<RejectedEvent>,
         checkpoint: Option<Checkpoint>,
     },
     /// A source's position or health without new alerts (a failed call, an empty window).

@@ -21,7 +21,7 @@ pub use quarantine::{
     JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,
     RecipientStatus,
 };
-pub use source::Checkpoint;
+pub use source::{Checkpoint, RejectedEvent};
 
 /// Times are UTC everywhere; conversion to local time is the UI's business.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -3,6 +3,18 @@
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// An event a source delivered but Pullback could not read: kept, with why, so nothing that
+/// arrived is silently lost and an operator can see what the feed sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RejectedEvent {
+    /// A hash of the whole event; the same bad event fetched again is stored once.
+    pub key: String,
+    /// What was wrong and where, such as `messagesDelivered[3]: threatsInfoMap is not a list`.
+    pub reason: String,
+    /// The event exactly as received.
+    pub raw: serde_json::Value,
+}
+
 /// A source's position and health, written through the Raft log with the alerts it covers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {

@@ -145,6 +145,34 @@ async fn shared_message_id_moves_only_the_fingerprinted_message() {
 }
 
 #[tokio::test]
+async fn a_copy_cut_before_its_expunge_is_finished_without_a_duplicate() {
+    let dovecot = Dovecot::start(&[ALICE]);
+    dovecot.deliver(ALICE, "INBOX", &phish("sample-14.eml"));
+    dovecot.deliver(ALICE, "INBOX", &phish("sample-1006.eml"));
+    let target = target(SAMPLE_14_ID, Some(SAMPLE_14_SUBJECT), None);
+    // What a run killed between UID COPY and UID EXPUNGE leaves behind: a copy in each folder.
+    let moved = backend(dovecot.imap_config())
+        .quarantine(ALICE, &target)
+        .await;
+    assert_status(&moved, RecipientStatus::Quarantined);
+    dovecot.deliver(ALICE, "INBOX", &phish("sample-14.eml"));
+    let mut config = dovecot.imap_config();
+    config.force_copy_fallback = true;
+    let imap = backend(config);
+
+    let outcome = imap.quarantine(ALICE, &target).await;
+    assert_status(&outcome, RecipientStatus::AlreadyInDestination);
+    assert_eq!(dovecot.message_ids(ALICE, "Quarantine"), [SAMPLE_14_ID]);
+    assert_eq!(
+        dovecot.message_ids(ALICE, "INBOX"),
+        [id_of(&phish("sample-1006.eml"))]
+    );
+    let again = imap.quarantine(ALICE, &target).await;
+    assert_status(&again, RecipientStatus::AlreadyInDestination);
+    assert_eq!(dovecot.messages(ALICE, "Quarantine").len(), 1);
+}
+
+#[tokio::test]
 async fn without_a_fingerprint_every_copy_moves() {
     let dovecot = Dovecot::start(&[ALICE]);
     dovecot.deliver(ALICE, "INBOX", &phish("sample-3690.eml"));
@@ -282,9 +310,7 @@ async fn a_quarantine_folder_the_server_refuses_fails_without_moving() {
         let outcome = backend(config).quarantine(ALICE, &target).await;
         assert_status(&outcome, RecipientStatus::Failed);
         assert!(
-            outcome
-                .details
-                .contains("creating folder Quar/antine refused"),
+            outcome.details.contains("folder Quar/antine refused"),
             "{}",
             outcome.details
         );

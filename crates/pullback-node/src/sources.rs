@@ -24,6 +24,7 @@ struct RaftSink<'a> {
 impl BatchSink for RaftSink<'_> {
     async fn commit(&self, batch: Batch) -> anyhow::Result<Checkpoint> {
         let drafts = batch.drafts.len();
+        let rejected = batch.rejected.len() as u64;
         let command = Command::IngestAlerts {
             source: self.source.to_owned(),
             at: chrono::Utc::now(),
@@ -47,7 +48,7 @@ impl BatchSink for RaftSink<'_> {
         metrics
             .events_rejected
             .with_label_values(&[self.source])
-            .inc_by(batch.rejected);
+            .inc_by(rejected);
         metrics.source_calls.with_label_values(&[self.source]).inc();
         tracing::info!(
             source = self.source,

@@ -7,7 +7,7 @@ use crate::db::{Cf, Db, StoreError, decode, encode, keys};
 use pullback_domain::{
     Alert, AlertDraft, Checkpoint, Command, CommandResponse, Comment, Incident, IncidentState,
     JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult, RecipientStatus,
-    Timestamp,
+    RejectedEvent, Timestamp,
 };
 use rocksdb::WriteBatch;
 use serde::{Serialize, de::DeserializeOwned};
@@ -107,7 +107,7 @@ pub(crate) fn apply(
             drafts,
             rejected,
             checkpoint,
-        } => ingest(tx, source, *at, drafts, *rejected, checkpoint.as_ref()),
+        } => ingest(tx, source, *at, drafts, rejected, checkpoint.as_ref()),
         Command::SaveCheckpoint { source, checkpoint } => {
             save_checkpoint(tx, source, checkpoint, 0, 0, 0)?;
             Ok(CommandResponse::default())
@@ -181,11 +181,22 @@ fn ingest(
     source: &str,
     at: Timestamp,
     drafts: &[AlertDraft],
-    rejected: u64,
+    rejected: &[RejectedEvent],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<CommandResponse, StoreError> {
     let conditions = tx.conditions()?;
     let mut response = CommandResponse::default();
+    let mut new_rejects = 0;
+    for event in rejected {
+        let seen = keys::rejected_seen(source, &event.key);
+        if tx.exists(Cf::Index, &seen)? {
+            continue;
+        }
+        let id = tx.next_id("rejected")?;
+        tx.put(Cf::Index, seen, &id);
+        tx.put(Cf::State, keys::rejected(source, id), event);
+        new_rejects += 1;
+    }
     for draft in drafts {
         let dedup = keys::dedup(source, &draft.dedup_key);
         if tx.exists(Cf::Index, &dedup)? {
@@ -235,7 +246,7 @@ fn ingest(
             checkpoint,
             accepted,
             response.duplicates,
-            rejected,
+            new_rejects,
         )?;
     }
     Ok(response)

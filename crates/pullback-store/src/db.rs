@@ -231,6 +231,12 @@ pub mod keys {
     pub fn planned(message_id: &str, recipient: &str) -> Vec<u8> {
         format!("planned/{message_id}\0{recipient}").into_bytes()
     }
+    pub fn rejected(source: &str, id: u64) -> Vec<u8> {
+        numbered(&format!("rejected/{source}\0"), id)
+    }
+    pub fn rejected_seen(source: &str, event_key: &str) -> Vec<u8> {
+        format!("rejected_seen/{source}\0{event_key}").into_bytes()
+    }
     pub fn queued(job_id: u64) -> Vec<u8> {
         numbered("queue", job_id)
     }

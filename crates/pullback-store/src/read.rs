@@ -6,7 +6,8 @@
 use crate::LogId;
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
-    Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob, Timestamp,
+    Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
+    RejectedEvent, Timestamp,
 };
 
 /// Which incidents to list.
@@ -85,6 +86,11 @@ impl Reader {
 
     pub fn match_conditions(&self) -> Result<Vec<MatchCondition>, StoreError> {
         self.values(Cf::State, b"condition/")
+    }
+
+    /// Events of a source that could not be read, oldest first.
+    pub fn rejected_events(&self, source: &str) -> Result<Vec<RejectedEvent>, StoreError> {
+        self.values(Cf::State, format!("rejected/{source}\0").as_bytes())
     }
 
     pub fn checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StoreError> {

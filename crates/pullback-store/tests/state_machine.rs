@@ -74,7 +74,7 @@ fn ingest(drafts: Vec<AlertDraft>) -> Command {
         source: "tap".into(),
         at: Utc::now(),
         drafts,
-        rejected: 0,
+        rejected: vec![],
         checkpoint: None,
     }
 }
@@ -309,6 +309,8 @@ async fn a_database_from_a_newer_release_is_refused_with_a_reason() {
         );
         db.rocks().write(batch).unwrap();
     }
-    let error = pullback_store::open(dir.path()).expect_err("refused").to_string();
+    let error = pullback_store::open(dir.path())
+        .expect_err("refused")
+        .to_string();
     assert!(error.contains("reads formats up to"), "{error}");
 }

@@ -43,6 +43,18 @@ pub struct RejectedEvent {
     pub raw: Value,
 }
 
+impl RejectedEvent {
+    /// The record the store keeps: a hash of the whole event, so a bad event fetched again by
+    /// an overlapping window is kept and counted once.
+    pub fn into_record(self) -> pullback_domain::RejectedEvent {
+        pullback_domain::RejectedEvent {
+            key: hashed_key(&self.raw),
+            reason: self.reason,
+            raw: self.raw,
+        }
+    }
+}
+
 /// A response body that is not a SIEM envelope at all.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {

@@ -5,7 +5,7 @@ use crate::client::{FetchError, TapClient};
 use crate::event::Envelope;
 use crate::quota::{Backoff, Quota};
 use crate::window::{Gap, Window, WindowConfig, plan};
-use pullback_domain::{AlertDraft, Checkpoint, Timestamp};
+use pullback_domain::{AlertDraft, Checkpoint, RejectedEvent, Timestamp};
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -18,10 +18,10 @@ pub const SOURCE: &str = "tap";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub drafts: Vec<AlertDraft>,
-    /// Events of the window that could not be read.
-    pub rejected: u64,
-    /// The source's position after this window. Its `rejected` counter already includes this
-    /// batch; `accepted` and `duplicates` are the sink's to add, since it deduplicates.
+    /// Events of the window that could not be read, with why.
+    pub rejected: Vec<RejectedEvent>,
+    /// The source's position after this window. Its counters are the sink's to add, since it
+    /// alone knows which events it has seen before.
     pub checkpoint: Checkpoint,
 }
 
@@ -173,10 +173,13 @@ impl TapPoller {
         next.cursor = Some(next.cursor.map_or(window.end, |c| c.max(window.end)));
         next.last_success = Some(now);
         next.last_error = None;
-        next.rejected += rejected as u64;
         let batch = Batch {
             drafts: envelope.drafts,
-            rejected: rejected as u64,
+            rejected: envelope
+                .rejected
+                .into_iter()
+                .map(|r| r.into_record())
+                .collect(),
             checkpoint: next,
         };
         if !commit(sink, batch, report).await {
@@ -234,7 +237,7 @@ impl TapPoller {
         report.error = Some(message);
         let batch = Batch {
             drafts: Vec::new(),
-            rejected: 0,
+            rejected: Vec::new(),
             checkpoint: next,
         };
         commit(sink, batch, report).await;
@@ -265,7 +268,7 @@ impl TapPoller {
         report.retry_after = Some(wait);
         let batch = Batch {
             drafts: Vec::new(),
-            rejected: 0,
+            rejected: Vec::new(),
             checkpoint: next,
         };
         commit(sink, batch, report).await;

@@ -59,6 +59,7 @@ struct MemorySink {
 #[derive(Default)]
 struct SinkState {
     alerts: BTreeMap<String, AlertDraft>,
+    rejected: std::collections::BTreeSet<String>,
     checkpoint: Checkpoint,
     commits: usize,
     refuse: bool,
@@ -94,6 +95,11 @@ impl BatchSink for MemorySink {
             return ready(Err(anyhow::anyhow!("the store is read-only")));
         }
         let mut checkpoint = batch.checkpoint;
+        for rejected in batch.rejected {
+            if state.rejected.insert(rejected.key) {
+                checkpoint.rejected += 1;
+            }
+        }
         for draft in batch.drafts {
             if state.alerts.contains_key(&draft.dedup_key) {
                 checkpoint.duplicates += 1;

@@ -329,13 +329,28 @@ impl Session<'_> {
     ) -> Result<RecipientOutcome, String> {
         let (from, to) = direction.folders(target);
         let mailbox = self.mailbox.clone();
+        // Without MOVE, a run cut between COPY and EXPUNGE leaves the message in both folders.
+        // Looking at the destination first lets the next run finish that move instead of
+        // copying again, so the destination never holds a duplicate.
+        let copy_path = !self.uses_move() && self.capabilities.contains("UIDPLUS");
+        let earlier = match copy_path {
+            true => Some(self.find(to, target, false).await?),
+            false => None,
+        };
         let source = self.find(from, target, true).await?;
         if !source.uids.is_empty() {
+            if let Some(dest) = earlier.as_ref().filter(|d| !d.uids.is_empty()) {
+                self.remove_originals(&source.uids, from, to).await?;
+                return Ok(already_there(&mailbox, target, direction, dest.summary()));
+            }
             self.move_uids(&source.uids, from, to).await?;
             return Ok(moved(&mailbox, target, direction, source.summary()));
         }
 
-        let dest = self.find(to, target, false).await?;
+        let dest = match earlier {
+            Some(dest) => dest,
+            None => self.find(to, target, false).await?,
+        };
         if !dest.uids.is_empty() {
             return Ok(already_there(&mailbox, target, direction, dest.summary()));
         }
@@ -469,10 +484,15 @@ impl Session<'_> {
     }
 
     /// Moves the UIDs from the selected folder `from` to `to`, creating `to` when missing.
+    /// Whether moves use `UID MOVE` rather than COPY and UID EXPUNGE.
+    fn uses_move(&self) -> bool {
+        self.capabilities.contains("MOVE") && !self.config.force_copy_fallback
+    }
+
     async fn move_uids(&mut self, uids: &[u32], from: &str, to: &str) -> Result<(), String> {
         self.ensure_folder(to).await?;
         let set = uid_set(uids);
-        if self.capabilities.contains("MOVE") && !self.config.force_copy_fallback {
+        if self.uses_move() {
             let reply = self
                 .command(
                     &[Arg::Raw("UID MOVE"), Arg::Raw(&set), Arg::Str(to)],
@@ -506,9 +526,19 @@ impl Session<'_> {
                 self.refused(&step, &reply.status)
             ));
         }
-        // FIXME: a failure between the copy and the expunge leaves the message in both
-        // folders; a second run then copies it again, so the quarantine folder can hold a
-        // duplicate (never a loss).
+        self.remove_originals(uids, from, to).await
+    }
+
+    /// Flags the given messages of the selected folder deleted and expunges exactly them;
+    /// called only once their copies are in `to`.
+    async fn remove_originals(&mut self, uids: &[u32], from: &str, to: &str) -> Result<(), String> {
+        if !self.capabilities.contains("UIDPLUS") {
+            return Err(format!(
+                "removing the original from {from} failed for {}: the server lacks UIDPLUS",
+                self.mailbox
+            ));
+        }
+        let set = uid_set(uids);
         let store = [
             Arg::Raw("UID STORE"),
             Arg::Raw(&set),
