@@ -520,7 +520,7 @@ mod tests {
             .iter()
             .map(|d| d.dedup_key.as_str())
             .collect();
-        assert_eq!(keys, ["id:m1", "id:m5", "id:c1"]);
+        assert_eq!(keys, ["id:m1/guid-1", "id:m5/guid-1", "id:c1"]);
 
         let reasons: Vec<&str> = envelope
             .rejected

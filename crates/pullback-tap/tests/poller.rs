@@ -173,7 +173,7 @@ impl Harness {
 }
 
 fn keys(ids: &[&str]) -> Vec<String> {
-    let mut keys: Vec<String> = ids.iter().map(|id| format!("id:{id}")).collect();
+    let mut keys: Vec<String> = ids.iter().map(|id| format!("id:{id}/guid-{id}")).collect();
     keys.sort();
     keys
 }
