@@ -172,6 +172,18 @@ async fn tap_alerts_quarantine_real_mail_in_dovecot_and_restore_undoes_it() {
     // The bad event was counted, not lost with its neighbours.
     let (_, sources) = admin.get("/api/v1/sources").await;
     // Every cycle fetches the overlap again; the bad event is still kept and counted once.
+    // The first cycle makes twelve calls (twelve hours of look-back); wait for two more.
+    let later_cycles = wait_for(std::time::Duration::from_secs(20), || async {
+        let (_, sources) = admin.get("/api/v1/sources").await;
+        sources[0]["calls_last_24h"].as_u64().unwrap_or(0) >= 14
+    })
+    .await;
+    assert!(
+        later_cycles,
+        "the source stopped polling:\n{}",
+        server.log_text()
+    );
+    let (_, sources) = admin.get("/api/v1/sources").await;
     assert_eq!(sources[0]["rejected"], 1, "{sources}");
     let (_, rejected) = admin.get("/api/v1/sources/tap/rejected").await;
     assert_eq!(rejected["total"], 1, "{rejected}");
