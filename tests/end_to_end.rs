@@ -169,9 +169,7 @@ async fn tap_alerts_quarantine_real_mail_in_dovecot_and_restore_undoes_it() {
     );
     assert_threat_response_shape(love_incident);
 
-    // The bad event was counted, not lost with its neighbours.
-    let (_, sources) = admin.get("/api/v1/sources").await;
-    // Every cycle fetches the overlap again; the bad event is still kept and counted once.
+    // The bad event was counted, not lost with its neighbours. Every cycle fetches the overlap again; the bad event is still kept and counted once.
     // The first cycle makes twelve calls (twelve hours of look-back); wait for two more.
     let later_cycles = wait_for(std::time::Duration::from_secs(20), || async {
         let (_, sources) = admin.get("/api/v1/sources").await;

@@ -265,7 +265,7 @@ fn ingest(numbers: &[usize], label: &str) -> Command {
         source: "bench".into(),
         at: chrono::Utc::now(),
         drafts: numbers.iter().map(|&n| spec(n, label).draft()).collect(),
-        rejected: 0,
+        rejected: Vec::new(),
         checkpoint: None,
     }
 }

@@ -246,7 +246,7 @@ async fn through_node(
         source: "bench".into(),
         at: chrono::Utc::now(),
         drafts: vec![alert(users, message)?.draft()],
-        rejected: 0,
+        rejected: Vec::new(),
         checkpoint: None,
     };
 
