@@ -21,6 +21,7 @@ async fn start() -> (Server, tempfile::TempDir) {
         tap: tap_address,
         mailboxes,
         worker_concurrency: 2,
+        tls: None,
     }
     .write();
     (Server::start(&config, listen).await, dir)
@@ -175,4 +176,49 @@ async fn metrics_show_raft_and_source_state() {
         "{text}"
     );
     assert!(text.contains("pullback_raft_proposals_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_can_be_served_over_tls_only() {
+    let (_tap, tap_address) = start_tap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(dir.path());
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mailboxes = format!(
+        "[[mailboxes]]\nname = \"local\"\ntype = \"maildir\"\nroot = {:?}\n",
+        dir.path().join("mail").display().to_string()
+    );
+    let config = NodeConfig {
+        dir: dir.path(),
+        listen,
+        tap: tap_address,
+        mailboxes,
+        worker_concurrency: 2,
+        tls: Some((cert.clone(), key)),
+    }
+    .write();
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let server = Server::start_with(&config, format!("https://{listen}"), client.clone()).await;
+
+    let mut api = server.api(READER_KEY);
+    api.client = client;
+    let (status, body) = api.get("/api/v1/status").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "leader");
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{listen}/health/live"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // A client that does not trust the certificate is refused by its own TLS check.
+    let untrusting = reqwest::Client::new()
+        .get(format!("https://{listen}/health/live"))
+        .send()
+        .await;
+    assert!(untrusting.is_err());
 }

@@ -35,6 +35,7 @@ async fn sigkill_mid_job_loses_nothing_and_moves_nothing_twice() {
         tap: tap_address,
         mailboxes: imap_mailbox(&dovecot, slow),
         worker_concurrency: 1,
+        tls: None,
     }
     .write();
 

@@ -100,6 +100,7 @@ async fn tap_alerts_quarantine_real_mail_in_dovecot_and_restore_undoes_it() {
         tap: tap_address,
         mailboxes: imap_mailbox(&dovecot, dovecot_address),
         worker_concurrency: 4,
+        tls: None,
     }
     .write();
     let started = chrono::Utc::now();

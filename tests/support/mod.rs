@@ -106,6 +106,8 @@ pub struct NodeConfig<'a> {
     /// The `[[mailboxes]]` table(s), verbatim.
     pub mailboxes: String,
     pub worker_concurrency: usize,
+    /// A certificate chain and key to serve the API over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NodeConfig<'_> {
@@ -117,6 +119,7 @@ impl NodeConfig<'_> {
 id = 1
 data_dir = {data:?}
 listen = "{listen}"
+{tls}
 
 [workers]
 concurrency = {concurrency}
@@ -157,6 +160,11 @@ responses = ["quarantine"]
 "#,
             data = self.dir.join("node").display().to_string(),
             listen = self.listen,
+            tls = match &self.tls {
+                Some((cert, key)) =>
+                    format!("tls = {{ cert_file = {cert:?}, key_file = {key:?} }}"),
+                None => String::new(),
+            },
             concurrency = self.worker_concurrency,
             admin = hash(ADMIN_KEY),
             analyst = hash(ANALYST_KEY),
@@ -200,6 +208,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: &Path, listen: SocketAddr) -> Server {
+        Server::start_with(config, format!("http://{listen}"), reqwest::Client::new()).await
+    }
+
+    /// Starts the server and waits for readiness at `base` through `client`.
+    pub async fn start_with(config: &Path, base: String, client: reqwest::Client) -> Server {
         let log = config.with_file_name(format!("server-{}.log", Utc::now().timestamp_micros()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_pullback"))
@@ -211,12 +224,7 @@ impl Server {
             .stderr(out)
             .spawn()
             .expect("spawn pullback");
-        let server = Server {
-            child,
-            base: format!("http://{listen}"),
-            log,
-        };
-        let client = reqwest::Client::new();
+        let server = Server { child, base, log };
         let ready = wait_for(Duration::from_secs(30), || {
             let url = format!("{}/health/ready", server.base);
             let client = client.clone();
@@ -351,4 +359,33 @@ pub async fn latency_proxy(upstream: SocketAddr, delay: Duration) -> SocketAddr 
         }
     });
     address
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made with the openssl tool.
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("api.crt"), dir.join("api.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // An end-entity certificate: TLS clients refuse a CA certificate used as a server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
 }

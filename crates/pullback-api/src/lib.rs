@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod native;
 mod threat_response;
+pub mod tls;
 
 pub use auth::{ApiKey, hash_key};
 

@@ -33,6 +33,18 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Where the API, UI and metrics listen.
     pub listen: SocketAddr,
+    /// Serve the API over TLS with this certificate chain and key (PEM). Without it the API
+    /// is plain HTTP, which is only fit for loopback: API keys would cross the network in
+    /// clear.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 fn one() -> u64 {

@@ -33,6 +33,11 @@ pub fn parts(config: &Config) -> anyhow::Result<(Parts, Vec<ApiKey>)> {
 pub fn validate(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     parts(&config)?;
+    if let Some(tls) = &config.node.tls {
+        pullback_api::tls::server_config(&tls.cert_file, &tls.key_file)?;
+    } else if !config.node.listen.ip().is_loopback() {
+        eprintln!("{}", plain_http_warning(&config));
+    }
     if config.api_keys.is_empty() {
         eprintln!("warning: no api_keys configured; every API call will be refused");
     }
@@ -52,17 +57,46 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
+    let tls = match &config.node.tls {
+        Some(files) => Some(pullback_api::tls::server_config(
+            &files.cert_file,
+            &files.key_file,
+        )?),
+        None => None,
+    };
     let node = Node::start(&config, parts).await?;
     let app = pullback_api::router(AppState {
         node: node.clone(),
         keys: Arc::new(keys),
     });
-    tracing::info!(address = %config.node.listen, "API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    match tls {
+        Some(tls) => {
+            tracing::info!(address = %config.node.listen, "API listening over TLS");
+            let listener = pullback_api::tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+        None => {
+            if !config.node.listen.ip().is_loopback() {
+                tracing::warn!("{}", plain_http_warning(&config));
+            }
+            tracing::info!(address = %config.node.listen, "API listening over plain HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
     node.shutdown().await;
     Ok(())
+}
+
+fn plain_http_warning(config: &Config) -> String {
+    format!(
+        "warning: the API listens on {} without TLS; API keys would cross the network in clear \
+         (set tls in [node])",
+        config.node.listen
+    )
 }
 
 async fn shutdown_signal() {
