@@ -8,23 +8,32 @@ use std::net::SocketAddr;
 use support::*;
 
 async fn start() -> (Server, tempfile::TempDir) {
-    let (_tap, tap_address) = start_tap().await;
     let dir = tempfile::tempdir().unwrap();
+    let (config, listen) = write_config(dir.path(), None).await;
+    (Server::start(&config, listen).await, dir)
+}
+
+/// A node with a Maildir backend and a TAP source, optionally serving TLS.
+async fn write_config(
+    dir: &std::path::Path,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> (std::path::PathBuf, SocketAddr) {
+    let (_tap, tap_address) = start_tap().await;
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mailboxes = format!(
         "[[mailboxes]]\nname = \"local\"\ntype = \"maildir\"\nroot = {:?}\n",
-        dir.path().join("mail").display().to_string()
+        dir.join("mail").display().to_string()
     );
     let config = NodeConfig {
-        dir: dir.path(),
+        dir,
         listen,
         tap: tap_address,
         mailboxes,
         worker_concurrency: 2,
-        tls: None,
+        tls,
     }
     .write();
-    (Server::start(&config, listen).await, dir)
+    (config, listen)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,23 +189,9 @@ async fn metrics_show_raft_and_source_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_can_be_served_over_tls_only() {
-    let (_tap, tap_address) = start_tap().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed_certificate(dir.path());
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mailboxes = format!(
-        "[[mailboxes]]\nname = \"local\"\ntype = \"maildir\"\nroot = {:?}\n",
-        dir.path().join("mail").display().to_string()
-    );
-    let config = NodeConfig {
-        dir: dir.path(),
-        listen,
-        tap: tap_address,
-        mailboxes,
-        worker_concurrency: 2,
-        tls: Some((cert.clone(), key)),
-    }
-    .write();
+    let (config, listen) = write_config(dir.path(), Some((cert.clone(), key))).await;
     let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(root)
