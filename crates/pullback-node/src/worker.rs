@@ -37,7 +37,7 @@ pub(crate) async fn run(
             if *stop.borrow() {
                 return;
             }
-            if let Err(e) = run_job(&node, backends, &limit, term, job).await {
+            if let Err(e) = run_job(&node, backends, &limit, term, job, &stop).await {
                 // Most likely this node lost leadership; the supervisor stops us shortly.
                 tracing::warn!(error = %e, term, "job interrupted");
                 break;
@@ -57,6 +57,7 @@ async fn run_job(
     limit: &Arc<Semaphore>,
     term: u64,
     job: QuarantineJob,
+    stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let claimable: Vec<String> = job
         .results
@@ -96,14 +97,19 @@ async fn run_job(
     let mut running = JoinSet::new();
     // Every recipient gets a task at once; the semaphore bounds how many touch a mailbox,
     // and outcomes are recorded as they finish, so progress is durable as it happens.
+    // A recipient not yet started when leadership ends is left for the next leader: a
+    // deposed leader must stop touching mailboxes, and its outcomes would be refused anyway.
     for recipient in mine {
-        let (job, limit) = (job.clone(), limit.clone());
+        let (job, limit, stop) = (job.clone(), limit.clone(), stop.clone());
         let route = backends
             .route(&recipient)
             .map(|r| (r.backend.clone(), r.target_parts(&job)));
         running.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            act(&job, &recipient, route).await
+            if *stop.borrow() {
+                return None;
+            }
+            Some(act(&job, &recipient, route).await)
         });
     }
     let action = match job.action {
@@ -113,7 +119,8 @@ async fn run_job(
     let mut first_error = None;
     while let Some(joined) = running.join_next().await {
         let outcome = match joined {
-            Ok(outcome) => outcome,
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::error!(job = job.id, error = %e, "a mailbox task panicked");
                 continue;
