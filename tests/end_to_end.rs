@@ -241,6 +241,55 @@ async fn tap_alerts_quarantine_real_mail_in_dovecot_and_restore_undoes_it() {
         "{body}"
     );
     let (_, jobs) = admin.get("/api/v1/jobs").await;
+
+    // An integration comments on the incident and closes it, as it would on the original.
+    let id = &love_incident["id"];
+    let comment = json!({ "summary": "Reviewed", "detail": "restored after a false alarm" });
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/incidents/{id}/comments.json"),
+            comment,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/incidents/{id}/comments.json"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let reader_close = server
+        .api(READER_KEY)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/incidents/{id}/close.json"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(reader_close.0, 403);
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/incidents/{id}/close.json"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, closed) = admin.get("/api/incidents?state=closed").await;
+    let closed = closed.as_array().unwrap();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["state"], "Closed");
+    let texts: Vec<&str> = closed[0]["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["summary"].as_str())
+        .collect();
+    assert_eq!(texts, ["Reviewed: restored after a false alarm", "closed"]);
+
     let first_job = jobs["items"][0]["id"].as_u64().unwrap();
     let (status, body) = analyst
         .send(

@@ -184,7 +184,7 @@ async fn restore(
         requested_by: caller.name.clone(),
         at: chrono::Utc::now(),
     };
-    commit(&state, &caller, command).await
+    commit(&state, &caller, command).await.map(Json)
 }
 
 /// Restores every quarantine job of an incident that has something left to put back.
@@ -222,7 +222,7 @@ async fn restore_incident(
             requested_by: caller.name.clone(),
             at: chrono::Utc::now(),
         };
-        let Json(response) = commit(&state, &caller, command).await?;
+        let response = commit(&state, &caller, command).await?;
         created.jobs.extend(response.jobs);
     }
     if created.jobs.is_empty() {
@@ -239,7 +239,7 @@ pub(crate) async fn commit(
     state: &AppState,
     caller: &Caller,
     command: Command,
-) -> ApiResult<Json<CommandResponse>> {
+) -> ApiResult<CommandResponse> {
     let name = command.name();
     let response = state.node.propose(command).await?;
     if let Some(reason) = &response.refused {
@@ -249,7 +249,7 @@ pub(crate) async fn commit(
         ));
     }
     tracing::info!(caller = %caller.name, command = name, "change committed");
-    Ok(Json(response))
+    Ok(response)
 }
 
 async fn list_conditions(State(state): State<AppState>) -> ApiResult<Json<Vec<MatchCondition>>> {
@@ -281,7 +281,9 @@ async fn put_condition(
         )));
     }
     condition.validate().map_err(ApiError::bad_request)?;
-    commit(&state, &caller, Command::PutMatchCondition { condition }).await
+    commit(&state, &caller, Command::PutMatchCondition { condition })
+        .await
+        .map(Json)
 }
 
 async fn delete_condition(
@@ -290,7 +292,9 @@ async fn delete_condition(
     Path(name): Path<String>,
 ) -> ApiResult<Json<CommandResponse>> {
     caller.require(Role::Admin)?;
-    commit(&state, &caller, Command::DeleteMatchCondition { name }).await
+    commit(&state, &caller, Command::DeleteMatchCondition { name })
+        .await
+        .map(Json)
 }
 
 async fn rejected_events(

@@ -128,6 +128,17 @@ struct CommentBody {
     detail: String,
 }
 
+impl CommentBody {
+    /// The comment's text: the summary and the detail, whichever are given.
+    fn text(&self) -> Option<String> {
+        let parts: Vec<&str> = [self.summary.trim(), self.detail.trim()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(": "))
+    }
+}
+
 async fn comment(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -136,16 +147,9 @@ async fn comment(
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Analyst)?;
     let id = incident_id(&id)?;
-    let text = [body.summary.trim(), body.detail.trim()]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(": ");
-    if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "a comment needs a summary or a detail",
-        ));
-    }
+    let text = body
+        .text()
+        .ok_or_else(|| ApiError::bad_request("a comment needs a summary or a detail"))?;
     let at = chrono::Utc::now();
     let command = Command::CommentIncident {
         incident_id: id,
@@ -153,10 +157,11 @@ async fn comment(
         text,
         at,
     };
-    let _committed = commit(&state, &caller, command).await?;
+    commit(&state, &caller, command).await?;
     Ok(Json(serde_json::json!({ "id": id, "status": "ok" })))
 }
 
+/// Closes an incident; a summary or detail in the body is kept as a comment.
 async fn close(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -166,30 +171,21 @@ async fn close(
     caller.require(Role::Analyst)?;
     let id = incident_id(&id)?;
     let at = chrono::Utc::now();
-    let _closed = commit(
-        &state,
-        &caller,
-        Command::CloseIncident {
-            incident_id: id,
-            by: caller.name.clone(),
-            at,
-        },
-    )
-    .await?;
-    if let Some(Json(body)) = body
-        && !(body.summary.is_empty() && body.detail.is_empty())
-    {
-        let text = format!("{} {}", body.summary, body.detail)
-            .trim()
-            .to_owned();
+    if let Some(text) = body.and_then(|Json(body)| body.text()) {
         let command = Command::CommentIncident {
             incident_id: id,
             by: caller.name.clone(),
             text,
             at,
         };
-        let _committed = commit(&state, &caller, command).await?;
+        commit(&state, &caller, command).await?;
     }
+    let command = Command::CloseIncident {
+        incident_id: id,
+        by: caller.name.clone(),
+        at,
+    };
+    commit(&state, &caller, command).await?;
     Ok(Json(serde_json::json!({ "id": id, "state": "Closed" })))
 }
 
