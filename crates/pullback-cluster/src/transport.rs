@@ -1,0 +1,239 @@
+//! Raft RPCs between nodes: JSON over HTTPS, with both ends proving a cluster certificate.
+//!
+//! Each RPC is a `POST` to `https://<BasicNode.addr>/raft/<rpc>` whose body is openraft's
+//! request and whose answer is the `Result` the remote `Raft` returned, so the caller can tell
+//! a refusal by the peer from a failure to reach it.
+
+use crate::pki::NodeIdentity;
+use crate::tls::{self, MtlsListener, TlsError};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use pullback_store::{NodeId, Raft, TypeConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The largest RPC body accepted. A snapshot chunk is 3 MiB by default and an append carries
+/// up to a few hundred entries, each of which may hold a window of alerts.
+const MAX_RPC_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// How long connecting to a peer, handshake included, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the Raft transport could not be set up or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot build the peer client: {0}")]
+    Client(reqwest::Error),
+    #[error("serving Raft RPCs failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The routes a node serves to its peers; they call into `raft`.
+pub fn raft_router(raft: Raft) -> axum::Router {
+    axum::Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .layer(DefaultBodyLimit::max(MAX_RPC_BODY_BYTES))
+        .with_state(raft)
+}
+
+type Answer<T, E = RaftError<NodeId>> = Json<Result<T, E>>;
+
+async fn append(
+    State(raft): State<Raft>,
+    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Answer<AppendEntriesResponse<NodeId>> {
+    Json(raft.append_entries(rpc).await)
+}
+
+async fn vote(
+    State(raft): State<Raft>,
+    Json(rpc): Json<VoteRequest<NodeId>>,
+) -> Answer<VoteResponse<NodeId>> {
+    Json(raft.vote(rpc).await)
+}
+
+async fn snapshot(
+    State(raft): State<Raft>,
+    Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Answer<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+    Json(raft.install_snapshot(rpc).await)
+}
+
+/// Serves `router` (usually [`raft_router`]) on `listener` over TLS as `identity`, accepting
+/// only clients with a certificate from the cluster CA, until `shutdown` completes; then it
+/// stops accepting and returns once the open requests are answered.
+pub async fn serve_raft(
+    listener: TcpListener,
+    identity: &NodeIdentity,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), TransportError> {
+    let config = tls::server_config(identity)?;
+    let listener = MtlsListener::new(listener, config).map_err(TransportError::Serve)?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(TransportError::Serve)
+}
+
+/// This node's side of the Raft network: it opens a [`PeerClient`] per peer, all sharing one
+/// HTTPS client that presents the node's certificate and trusts only the cluster CA.
+#[derive(Clone, Debug)]
+pub struct PeerNetwork {
+    id: NodeId,
+    client: reqwest::Client,
+}
+
+impl PeerNetwork {
+    /// The network of node `id`, which calls its peers as `identity`.
+    pub fn new(id: NodeId, identity: &NodeIdentity) -> Result<PeerNetwork, TransportError> {
+        let client = peer_client(identity)?;
+        Ok(PeerNetwork { id, client })
+    }
+}
+
+/// An HTTPS client that presents `identity` and trusts the cluster CA and nothing else.
+pub fn peer_client(identity: &NodeIdentity) -> Result<reqwest::Client, TransportError> {
+    let mut pem = identity.cert_pem.clone().into_bytes();
+    pem.push(b'\n');
+    pem.extend_from_slice(identity.key_pem.as_bytes());
+    let client_identity = reqwest::Identity::from_pem(&pem).map_err(TransportError::Client)?;
+    let ca = reqwest::Certificate::from_pem(identity.ca_pem.as_bytes())
+        .map_err(TransportError::Client)?;
+
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .identity(client_identity)
+        .https_only(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(TransportError::Client)
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            id: self.id,
+            target,
+            node: node.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// The connection from this node to one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    id: NodeId,
+    target: NodeId,
+    node: BasicNode,
+    client: reqwest::Client,
+}
+
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl PeerClient {
+    /// Posts `rpc` to the peer's `/raft/<path>` and decodes the peer's answer.
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        action: RPCTypes,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> Rpc<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("https://{}/raft/{path}", self.node.addr);
+        let ttl = option.hard_ttl();
+        let sent = self.client.post(url).timeout(ttl).json(rpc).send().await;
+        let answer = match sent.and_then(|response| response.error_for_status()) {
+            Ok(response) => response.json::<Result<Resp, E>>().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(refusal)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                refusal,
+            ))),
+            Err(e) => Err(self.failure(e, action, ttl)),
+        }
+    }
+
+    /// Classifies a failed request: a timeout, a peer that cannot be reached (connection or
+    /// handshake failed), or a request or answer that went wrong on the way.
+    fn failure<E: std::error::Error>(
+        &self,
+        e: reqwest::Error,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        let e = e.without_url();
+        if e.is_timeout() {
+            RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout: ttl,
+            })
+        } else if e.is_connect() || e.is_status() {
+            // A refused connection, a failed handshake or a peer that does not serve the
+            // route: retrying at once would not help, so openraft backs off.
+            RPCError::Unreachable(Unreachable::new(&e))
+        } else {
+            RPCError::Network(NetworkError::new(&e))
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        self.call("append", RPCTypes::AppendEntries, &rpc, &option)
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.call("snapshot", RPCTypes::InstallSnapshot, &rpc, &option)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        self.call("vote", RPCTypes::Vote, &rpc, &option).await
+    }
+}
