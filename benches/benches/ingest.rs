@@ -15,9 +15,12 @@
 //!   of one alert each and the alerts they propose in all (16 and 4000).
 
 use anyhow::Context;
-use pullback_benches::{AlertSpec, BenchNode, Latencies, per_second, size_from_env};
+use pullback_benches::{
+    AlertSpec, BenchNode, Latencies, per_second, run_with_data_folder, size_from_env,
+};
 use pullback_domain::{Command, MessageId};
 use pullback_node::Node;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,28 +113,31 @@ struct Run {
     worker_entries: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let sizes = Sizes::from_env()?;
-    let sample = spec(0, "sample").draft();
-    let raw_bytes = serde_json::to_vec(&sample.raw)?.len();
-    println!(
-        "ingest: durable single-node log; raw event {raw_bytes} bytes with one recipient; \
-         1-3 recipients per alert; data under {}",
-        std::env::temp_dir().display()
-    );
     // Cargo passes `--bench`; everything else that is not an option names runs to do.
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
+    run_with_data_folder(|data_folder| run_all(data_folder, sizes, filters))
+}
+
+async fn run_all(data_folder: PathBuf, sizes: Sizes, filters: Vec<String>) -> anyhow::Result<()> {
+    let sample = spec(0, "sample").draft();
+    let raw_bytes = serde_json::to_vec(&sample.raw)?.len();
+    println!(
+        "ingest: durable single-node log; raw event {raw_bytes} bytes with one recipient; \
+         1-3 recipients per alert; data under {}",
+        data_folder.display()
+    );
     for scenario in [Scenario::NoMatch, Scenario::QuarantineAll] {
         for mode in [Mode::Single, Mode::Batched, Mode::Concurrent] {
             let name = format!("{}/{}", scenario.name(), mode.name());
             if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
                 continue;
             }
-            let run = run(scenario, mode, &sizes).await?;
+            let run = run(&data_folder, scenario, mode, &sizes).await?;
             print_run(scenario, mode, &sizes, &run);
         }
     }
@@ -159,8 +165,13 @@ fn print_run(scenario: Scenario, mode: Mode, sizes: &Sizes, run: &Run) {
 }
 
 /// Starts a fresh node, warms it up, proposes the alerts of one mode and stops the node.
-async fn run(scenario: Scenario, mode: Mode, sizes: &Sizes) -> anyhow::Result<Run> {
-    let bench = BenchNode::start(scenario.config()).await?;
+async fn run(
+    data_folder: &Path,
+    scenario: Scenario,
+    mode: Mode,
+    sizes: &Sizes,
+) -> anyhow::Result<Run> {
+    let bench = BenchNode::start(data_folder, scenario.config()).await?;
     let warm_up = (0..WARM_UP_PROPOSALS)
         .map(|i| ingest(&[i], "warm-up"))
         .collect();

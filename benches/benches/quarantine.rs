@@ -14,7 +14,9 @@
 //!   named by `PULLBACK_SHARED_DATA` (`phish/sample-14.eml`).
 
 use anyhow::Context;
-use pullback_benches::{AlertSpec, BenchNode, Latencies, per_second, size_from_env};
+use pullback_benches::{
+    AlertSpec, BenchNode, Latencies, per_second, run_with_data_folder, size_from_env,
+};
 use pullback_domain::{Command, MessageFingerprint, QuarantineJob, RecipientStatus};
 use pullback_mailbox::headers::{MessageHeaders, decode_encoded_words};
 use pullback_mailbox::testing::{
@@ -22,6 +24,7 @@ use pullback_mailbox::testing::{
 };
 use pullback_mailbox::{ImapBackend, MailboxBackend, MessageTarget, RecipientOutcome};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -129,11 +132,11 @@ fn main() -> anyhow::Result<()> {
         dovecot.mail_root().display()
     );
 
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(measure(&dovecot, &users, &message, &sizes))
+    run_with_data_folder(|data_folder| measure(data_folder, &dovecot, &users, &message, &sizes))
 }
 
 async fn measure(
+    data_folder: PathBuf,
     dovecot: &Dovecot,
     users: &[String],
     message: &Message,
@@ -154,7 +157,7 @@ async fn measure(
             pass.run().await?;
         }
     }
-    through_node(dovecot, &users, message, sizes).await
+    through_node(&data_folder, dovecot, &users, message, sizes).await
 }
 
 /// One action on every user's mailbox by the backend alone.
@@ -236,12 +239,14 @@ fn check_outcomes(outcomes: &[RecipientOutcome], expected: RecipientStatus) -> a
 /// Ingests one alert about the message naming every user into a node whose mailbox backend
 /// is the Dovecot, and times it until every recipient of the job is final.
 async fn through_node(
+    data_folder: &Path,
     dovecot: &Dovecot,
     users: &[String],
     message: &Message,
     sizes: &Sizes,
 ) -> anyhow::Result<()> {
-    let bench = BenchNode::start(&node_config(dovecot.port(), sizes.concurrency)).await?;
+    let config = node_config(dovecot.port(), sizes.concurrency);
+    let bench = BenchNode::start(data_folder, &config).await?;
     let command = Command::IngestAlerts {
         source: "bench".into(),
         at: chrono::Utc::now(),

@@ -1,15 +1,16 @@
 //! Helpers shared by Pullback's benchmark binaries: sizes from the environment, latency
-//! percentiles, alerts shaped like TAP events, and a real node started from a configuration
-//! file in a temporary folder.
+//! percentiles, alerts shaped like TAP events, and real nodes started from configuration
+//! files in a temporary folder.
 
 use anyhow::Context;
 use pullback_domain::{AlertDraft, AlertKind, MessageId, Threat, ThreatKind, hostname_of};
 use pullback_node::config::Config;
 use pullback_node::{Backends, Node, Parts};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tempfile::TempDir;
 
 /// Reads a positive whole number from the environment variable `name`, or `default` when it
 /// is unset.
@@ -176,28 +177,48 @@ impl AlertSpec {
     }
 }
 
-/// A node of its own, its data in a temporary folder removed after it stops.
+/// Runs the async part of a benchmark on a multi-threaded runtime, handing it a temporary
+/// folder for node data.
+///
+/// The folder is removed only after the runtime is gone: a node's database closes when the
+/// last task holding it ends, which can be after `Node::shutdown` returned, and RocksDB writes
+/// into its folder as it closes.
+pub fn run_with_data_folder<F, Fut>(body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let folder = tempfile::Builder::new()
+        .prefix("pullback-bench-")
+        .tempdir()
+        .context("creating a temporary folder for node data")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let result = runtime.block_on(body(folder.path().to_owned()));
+    drop(runtime);
+    drop(folder);
+    result
+}
+
+/// A node of its own, in a new folder under the benchmark's data folder.
 pub struct BenchNode {
     pub node: Arc<Node>,
-    /// Held only to remove the folder when the node is dropped.
-    _dir: TempDir,
 }
 
 impl BenchNode {
-    /// Writes a configuration file with node id 1 and `sections` after the `[node]` table,
-    /// loads it as `pullback validate` would, builds the mailbox backends it names, and
-    /// starts the node. The listen address is only recorded: nothing binds it.
-    pub async fn start(sections: &str) -> anyhow::Result<BenchNode> {
-        let dir = tempfile::Builder::new()
-            .prefix("pullback-bench-")
-            .tempdir()
-            .context("creating the node's temporary folder")?;
-        let data_dir = dir.path().join("node");
+    /// Writes a configuration file with node id 1 and `sections` after the `[node]` table into
+    /// a new folder under `data_folder`, loads it as `pullback validate` would, builds the
+    /// mailbox backends it names, and starts the node. The listen address is only recorded:
+    /// nothing binds it.
+    pub async fn start(data_folder: &Path, sections: &str) -> anyhow::Result<BenchNode> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let number = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir = data_folder.join(format!("node-{number}"));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = format!(
             "[node]\nid = 1\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\n{sections}",
-            data_dir.display().to_string()
+            dir.join("data").display().to_string()
         );
-        let path = dir.path().join("pullback.toml");
+        let path = dir.join("pullback.toml");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         let config = Config::load(&path)?;
         let backends = Backends::from_config(&config.mailboxes).map_err(anyhow::Error::msg)?;
@@ -206,7 +227,7 @@ impl BenchNode {
             sources: Vec::new(),
         };
         let node = Node::start(&config, parts).await?;
-        Ok(BenchNode { node, _dir: dir })
+        Ok(BenchNode { node })
     }
 
     /// The index of the last entry in the node's Raft log.
@@ -214,7 +235,7 @@ impl BenchNode {
         self.node.status().last_log_index.unwrap_or(0)
     }
 
-    /// Stops the node's leader work and Raft, then removes its data.
+    /// Stops the node's leader work and Raft.
     pub async fn stop(self) {
         self.node.shutdown().await;
     }
