@@ -1,7 +1,11 @@
 //! Shared pieces of the end-to-end tests: the `pullback` binary as a server process, the
-//! TAP-compatible server, events in the recorded TAP shape, a latency proxy, and waiting.
+//! TAP-compatible server, events in the recorded TAP shape, a latency proxy, and waiting;
+//! for the cluster tests, a proxy that cuts links between nodes and the history check.
 
 #![allow(dead_code)]
+
+pub mod fault_proxy;
+pub mod history;
 
 use chrono::{TimeDelta, Utc};
 use pullback_domain::{AlertKind, Timestamp};

@@ -49,7 +49,10 @@ impl From<StoreError> for ApiError {
 impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> ApiError {
         let status = match e {
-            ProposeError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProposeError::NotLeader { .. } | ProposeError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProposeError::Refused(_) => StatusCode::CONFLICT,
             ProposeError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

@@ -5,6 +5,7 @@
 //! a key may do depends on its role.
 
 mod auth;
+mod cluster;
 mod error;
 mod native;
 mod threat_response;
@@ -29,10 +30,20 @@ pub struct AppState {
 
 /// The whole router.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics))
+    // Data reads and writes first confirm that this node's state is current; the node's own
+    // view (status, metrics, cluster) answers even without a majority, to help diagnose it.
+    let consistent = Router::new()
         .merge(native::routes())
         .merge(threat_response::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistent_reads,
+        ));
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(native::status))
+        .merge(cluster::routes())
+        .merge(consistent)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -40,8 +51,20 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .merge(cluster::public_routes())
         .merge(protected)
         .with_state(state)
+}
+
+/// Waits until this node has applied every write acknowledged before the request arrived
+/// (the Raft read index), or answers 503 when no majority confirms it in time.
+async fn consistent_reads(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, error::ApiError> {
+    state.node.read_barrier().await?;
+    Ok(next.run(request).await)
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {

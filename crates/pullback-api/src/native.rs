@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts", get(list_alerts).post(ingest_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/restore", post(restore_incident))
@@ -34,7 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sources/{name}/rejected", get(rejected_events))
 }
 
-async fn status(State(state): State<AppState>) -> Json<pullback_node::NodeStatus> {
+pub(crate) async fn status(State(state): State<AppState>) -> Json<pullback_node::NodeStatus> {
     Json(state.node.status())
 }
 
@@ -232,6 +231,109 @@ async fn restore_incident(
         ));
     }
     Ok(Json(created))
+}
+
+/// Alerts pushed by a script or another system.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushedAlerts {
+    /// Names the pusher; alerts with the same `id` from the same source are kept once.
+    source: String,
+    alerts: Vec<PushedAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushedAlert {
+    id: String,
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    time: Option<pullback_domain::Timestamp>,
+}
+
+/// The most alerts one push may carry.
+const MAX_PUSHED_ALERTS: usize = 10_000;
+
+#[derive(Serialize)]
+struct PushAnswer {
+    alerts: Vec<u64>,
+    incidents: Vec<u64>,
+    jobs: Vec<u64>,
+    duplicates: u64,
+}
+
+async fn ingest_alerts(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(pushed): Json<PushedAlerts>,
+) -> ApiResult<Json<PushAnswer>> {
+    caller.require(Role::Analyst)?;
+    let source = pushed.source.trim();
+    if source.is_empty() || source.len() > 100 || source.contains('\0') {
+        return Err(ApiError::bad_request(
+            "source must be 1 to 100 characters without NUL",
+        ));
+    }
+    if pushed.alerts.len() > MAX_PUSHED_ALERTS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_PUSHED_ALERTS} alerts per request; split the push"
+        )));
+    }
+    let now = chrono::Utc::now();
+    let mut drafts = Vec::with_capacity(pushed.alerts.len());
+    for (index, alert) in pushed.alerts.into_iter().enumerate() {
+        if alert.id.trim().is_empty() || alert.id.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "alerts[{index}].id must be non-empty and without NUL"
+            )));
+        }
+        let mut recipients = Vec::with_capacity(alert.recipients.len());
+        for (position, raw) in alert.recipients.iter().enumerate() {
+            let address = pullback_domain::normalise_address(raw).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "alerts[{index}].recipients[{position}] is not an e-mail address: {raw:?}"
+                ))
+            })?;
+            recipients.push(address);
+        }
+        let raw = serde_json::json!({
+            "id": alert.id, "message_id": alert.message_id, "recipients": alert.recipients,
+            "sender": alert.sender, "subject": alert.subject,
+        });
+        drafts.push(pullback_domain::AlertDraft {
+            kind: pullback_domain::AlertKind::Script,
+            dedup_key: format!("id:{}", alert.id.trim()),
+            time: alert.time.unwrap_or(now),
+            message_id: alert.message_id.as_deref().and_then(MessageId::parse),
+            subject: alert.subject,
+            sender: alert.sender,
+            recipients,
+            threats: Vec::new(),
+            notes: Vec::new(),
+            raw,
+        });
+    }
+    let command = Command::IngestAlerts {
+        source: source.to_owned(),
+        at: now,
+        drafts,
+        rejected: Vec::new(),
+        checkpoint: None,
+    };
+    let response = commit(&state, &caller, command).await?;
+    Ok(Json(PushAnswer {
+        alerts: response.alerts,
+        incidents: response.incidents,
+        jobs: response.jobs,
+        duplicates: response.duplicates,
+    }))
 }
 
 /// Proposes a command and turns a refusal into a 409 that says why.

@@ -9,8 +9,8 @@ mod pki;
 mod tls;
 mod transport;
 
-pub use pki::{ClusterCa, NodeIdentity, PkiError, node_common_name};
-pub use tls::{TlsError, server_config};
+pub use pki::{ClusterCa, NodeIdentity, PkiError, fingerprint, node_common_name};
+pub use tls::{TlsError, TlsListener, api_server_config, server_config};
 pub use transport::{
     PeerClient, PeerNetwork, TransportError, peer_client, raft_router, serve_raft,
 };

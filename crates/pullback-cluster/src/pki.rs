@@ -241,6 +241,13 @@ impl fmt::Debug for NodeIdentity {
     }
 }
 
+/// The SHA-256 of a PEM certificate's DER form, hex: how a join token pins the cluster CA.
+pub fn fingerprint(cert_pem: &str) -> Result<String, PkiError> {
+    use sha2::{Digest, Sha256};
+    let der = parse_certs(cert_pem, "certificate")?.remove(0);
+    Ok(hex::encode(Sha256::digest(der.as_ref())))
+}
+
 /// The subject common name of node `node_id`'s certificate.
 pub fn node_common_name(node_id: u64) -> String {
     format!("pullback-node-{node_id}")

@@ -1,5 +1,6 @@
-//! The server half of mutual TLS: a configuration that demands a client certificate from the
-//! cluster CA, and a listener for `axum::serve` that completes handshakes in the background.
+//! Serving TLS: the configurations a node serves with (mutual TLS for peers, server-only for
+//! clients of the API), and a listener for `axum::serve` that completes each handshake in a
+//! task of its own, so one slow or hostile client cannot hold up the others.
 
 use crate::pki::{NodeIdentity, PkiError};
 use std::net::SocketAddr;
@@ -52,16 +53,28 @@ pub fn server_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig, Tl
         .map_err(TlsError::Config)
 }
 
-/// A listener for `axum::serve` that hands over only connections whose handshake, client
-/// certificate included, succeeded.
-pub(crate) struct MtlsListener {
+/// A server configuration presenting `identity` to clients that need no certificate: the
+/// API of a cluster node, whose clients trust the cluster CA.
+pub fn api_server_config(identity: &NodeIdentity) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(identity.cert_chain()?, identity.private_key()?)
+        .map_err(TlsError::Config)
+}
+
+/// A listener for `axum::serve` that hands over only connections whose handshake (client
+/// certificate included, when the configuration asks for one) succeeded.
+pub struct TlsListener {
     local: SocketAddr,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
-impl MtlsListener {
+impl TlsListener {
     /// Starts accepting on `tcp`. The accepting task ends when this listener is dropped.
-    pub(crate) fn new(tcp: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+    pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (sender, ready) = mpsc::channel(MAX_HANDSHAKES);
         tokio::spawn(accept_loop(
@@ -69,7 +82,7 @@ impl MtlsListener {
             TlsAcceptor::from(Arc::new(config)),
             sender,
         ));
-        Ok(MtlsListener { local, ready })
+        Ok(TlsListener { local, ready })
     }
 }
 
@@ -87,7 +100,7 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accepting a Raft connection failed");
+                tracing::warn!(error = %e, "accepting a TLS connection failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -104,14 +117,14 @@ async fn accept_loop(
                     let _ = sender.send((tls, peer)).await;
                 }
                 // A stranger knocking is not the operator's problem; DEBUG keeps it quiet.
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "Raft TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "Raft TLS handshake timed out"),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
 }
 
-impl axum::serve::Listener for MtlsListener {
+impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
 

@@ -1,15 +1,14 @@
 //! Raft RPCs between nodes: JSON over HTTPS, with both ends proving a cluster certificate.
 //!
-//! Each RPC is a `POST` to `https://<BasicNode.addr>/raft/<rpc>` whose body is openraft's
+//! Each RPC is a `POST` to `https://<Member.raft>/raft/<rpc>` whose body is openraft's
 //! request and whose answer is the `Result` the remote `Raft` returned, so the caller can tell
 //! a refusal by the peer from a failure to reach it.
 
 use crate::pki::NodeIdentity;
-use crate::tls::{self, MtlsListener, TlsError};
+use crate::tls::{self, TlsError, TlsListener};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
-use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -18,10 +17,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use pullback_store::{NodeId, Raft, TypeConfig};
+use pullback_store::{Member, NodeId, Raft, TypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -85,7 +85,7 @@ pub async fn serve_raft(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TransportError> {
     let config = tls::server_config(identity)?;
-    let listener = MtlsListener::new(listener, config).map_err(TransportError::Serve)?;
+    let listener = TlsListener::new(listener, config).map_err(TransportError::Serve)?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
@@ -101,15 +101,24 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
-    /// The network of node `id`, which calls its peers as `identity`.
-    pub fn new(id: NodeId, identity: &NodeIdentity) -> Result<PeerNetwork, TransportError> {
-        let client = peer_client(identity)?;
+    /// The network of node `id`, which calls its peers as `identity` from `local` (any
+    /// address when `None`).
+    pub fn new(
+        id: NodeId,
+        identity: &NodeIdentity,
+        local: Option<IpAddr>,
+    ) -> Result<PeerNetwork, TransportError> {
+        let client = peer_client(identity, local)?;
         Ok(PeerNetwork { id, client })
     }
 }
 
-/// An HTTPS client that presents `identity` and trusts the cluster CA and nothing else.
-pub fn peer_client(identity: &NodeIdentity) -> Result<reqwest::Client, TransportError> {
+/// An HTTPS client that presents `identity`, trusts the cluster CA and nothing else, and
+/// connects from `local` when given (so that a node's calls leave from its Raft address).
+pub fn peer_client(
+    identity: &NodeIdentity,
+    local: Option<IpAddr>,
+) -> Result<reqwest::Client, TransportError> {
     let mut pem = identity.cert_pem.clone().into_bytes();
     pem.push(b'\n');
     pem.extend_from_slice(identity.key_pem.as_bytes());
@@ -124,6 +133,7 @@ pub fn peer_client(identity: &NodeIdentity) -> Result<reqwest::Client, Transport
         .identity(client_identity)
         .https_only(true)
         .connect_timeout(CONNECT_TIMEOUT)
+        .local_address(local)
         .build()
         .map_err(TransportError::Client)
 }
@@ -131,7 +141,7 @@ pub fn peer_client(identity: &NodeIdentity) -> Result<reqwest::Client, Transport
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
         PeerClient {
             id: self.id,
             target,
@@ -146,11 +156,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerClient {
     id: NodeId,
     target: NodeId,
-    node: BasicNode,
+    node: Member,
     client: reqwest::Client,
 }
 
-type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, Member, E>>;
 
 impl PeerClient {
     /// Posts `rpc` to the peer's `/raft/<path>` and decodes the peer's answer.
@@ -166,7 +176,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("https://{}/raft/{path}", self.node.addr);
+        let url = format!("https://{}/raft/{path}", self.node.raft);
         let ttl = option.hard_ttl();
         let sent = self.client.post(url).timeout(ttl).json(rpc).send().await;
         let answer = match sent.and_then(|response| response.error_for_status()) {
@@ -191,7 +201,7 @@ impl PeerClient {
         e: reqwest::Error,
         action: RPCTypes,
         ttl: Duration,
-    ) -> RPCError<NodeId, BasicNode, E> {
+    ) -> RPCError<NodeId, Member, E> {
         let e = e.without_url();
         if e.is_timeout() {
             RPCError::Timeout(Timeout {

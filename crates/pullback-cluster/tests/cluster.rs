@@ -1,10 +1,10 @@
 //! Raft over mutual TLS end to end: three nodes in one process replicate, survive the loss of
 //! their leader, and refuse callers without a cluster certificate.
 
-use openraft::{BasicNode, ServerState, Vote};
+use openraft::{ServerState, Vote};
 use pullback_cluster::{ClusterCa, NodeIdentity, PeerNetwork, raft_router, serve_raft};
 use pullback_domain::{Command, MatchCondition, Response};
-use pullback_store::{NodeId, Raft, Reader};
+use pullback_store::{Member, NodeId, Raft, Reader};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ impl TestNode {
         }
         .validate()
         .unwrap();
-        let network = PeerNetwork::new(id, identity).unwrap();
+        let network = PeerNetwork::new(id, identity, None).unwrap();
         let raft = Raft::new(id, Arc::new(config), network, log_store, state_machine)
             .await
             .unwrap();
@@ -153,9 +153,15 @@ async fn three_nodes_replicate() {
         let identity = ca.issue_node(id, &["127.0.0.1".to_owned()]).unwrap();
         nodes.push(TestNode::start(id, &identity).await);
     }
-    let members: BTreeMap<NodeId, BasicNode> = nodes
+    let members: BTreeMap<NodeId, Member> = nodes
         .iter()
-        .map(|node| (node.id, BasicNode::new(node.addr.clone())))
+        .map(|node| {
+            let member = Member {
+                raft: node.addr.clone(),
+                api: String::new(),
+            };
+            (node.id, member)
+        })
         .collect();
     nodes[0].raft.initialize(members).await.unwrap();
 
@@ -209,7 +215,7 @@ async fn a_peer_without_a_cluster_certificate_is_refused() {
     };
 
     // A member of the cluster is heard, which shows the refusals below are about the caller.
-    let member = pullback_cluster::peer_client(&identity).unwrap();
+    let member = pullback_cluster::peer_client(&identity, None).unwrap();
     let heard = member.post(&url).json(&vote).send().await.unwrap();
     assert_eq!(heard.status(), 200);
 

@@ -2,6 +2,7 @@
 
 use crate::{AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, RejectedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -59,6 +60,44 @@ pub enum Command {
         text: String,
         at: Timestamp,
     },
+    /// The cluster certificate authority, stored once by the node that created the cluster so
+    /// that whichever node leads later can admit new members.
+    SetClusterCa {
+        cert_pem: String,
+        key_pem: Secret,
+    },
+    /// A one-time join token, known only by its SHA-256.
+    CreateJoinToken {
+        sha256: String,
+        expires_at: Timestamp,
+        created_by: String,
+        at: Timestamp,
+    },
+    /// Spends a join token for node `node_id`; refused when the token is unknown, spent or
+    /// expired at `at`.
+    UseJoinToken {
+        sha256: String,
+        node_id: u64,
+        at: Timestamp,
+    },
+    /// Several commands in one log entry, applied in order; each gets its own response in
+    /// [`CommandResponse::batch`] and a refusal of one does not undo the others. Concurrent
+    /// proposals are grouped this way so that one disk sync commits many of them.
+    Batch {
+        commands: Vec<Command>,
+    },
+}
+
+/// A secret carried in a command. It is replicated and stored like any other value, but its
+/// `Debug` never shows it, so logging a command cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Command {
@@ -74,6 +113,10 @@ impl Command {
             Command::RequestRestore { .. } => "request_restore",
             Command::CloseIncident { .. } => "close_incident",
             Command::CommentIncident { .. } => "comment_incident",
+            Command::SetClusterCa { .. } => "set_cluster_ca",
+            Command::CreateJoinToken { .. } => "create_join_token",
+            Command::UseJoinToken { .. } => "use_join_token",
+            Command::Batch { .. } => "batch",
         }
     }
 }
@@ -93,6 +136,9 @@ pub struct CommandResponse {
     /// Why the command changed nothing, when it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The response to each command of a [`Command::Batch`], in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResponse>,
 }
 
 impl CommandResponse {

@@ -13,7 +13,7 @@ pub mod source;
 pub mod versioned;
 
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
-pub use command::{Command, CommandResponse};
+pub use command::{Command, CommandResponse, Secret};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};
 pub use match_condition::{MatchCondition, Response};
 pub use message_id::MessageId;

@@ -22,6 +22,83 @@ pub struct Config {
     pub match_conditions: Vec<MatchCondition>,
     #[serde(default)]
     pub workers: WorkerConfig,
+    /// Present on a member of a cluster; without it the node runs alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// How a node takes part in a cluster. Its certificate and the cluster CA live in
+/// `<data_dir>/cluster`, written by `pullback cluster init` or `pullback cluster join`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Where this node serves Raft to its peers (mutual TLS). Its calls to peers also leave
+    /// from this address's IP when it is a specific one.
+    pub raft_listen: SocketAddr,
+    /// `host:port` peers use to reach `raft_listen`, when it differs (NAT, a proxy, a DNS
+    /// name). Its host must be in the node's certificate.
+    #[serde(default)]
+    pub raft_advertise: Option<String>,
+    /// The API's base URL as clients and peers reach it, when it differs from
+    /// `https://<listen>`.
+    #[serde(default)]
+    pub api_advertise: Option<String>,
+    /// More names (DNS or IP) for the node's certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// How many log entries since the last snapshot trigger a new one; older entries are
+    /// then purged.
+    #[serde(default = "default_snapshot_logs")]
+    pub snapshot_logs: u64,
+}
+
+fn default_snapshot_logs() -> u64 {
+    20_000
+}
+
+impl ClusterSection {
+    /// The Raft address written into the membership.
+    pub fn raft_address(&self) -> String {
+        self.raft_advertise
+            .clone()
+            .unwrap_or_else(|| self.raft_listen.to_string())
+    }
+
+    /// The API base URL written into the membership.
+    pub fn api_address(&self, listen: SocketAddr) -> String {
+        self.api_advertise
+            .clone()
+            .unwrap_or_else(|| format!("https://{listen}"))
+    }
+
+    /// Every name the node's certificate must cover: the hosts of its Raft and API
+    /// addresses, the addresses it listens on when they are specific, and `names`.
+    pub fn certificate_names(&self, listen: SocketAddr) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        names.insert(host_of(&self.raft_address()));
+        let api = self.api_address(listen);
+        let api = api.split_once("://").map_or(api.as_str(), |(_, rest)| rest);
+        names.insert(host_of(api.split('/').next().unwrap_or(api)));
+        for ip in [listen.ip(), self.raft_listen.ip()] {
+            if !ip.is_unspecified() {
+                names.insert(ip.to_string());
+            }
+        }
+        names.extend(self.names.iter().cloned());
+        names.retain(|name| !name.is_empty());
+        names.into_iter().collect()
+    }
+}
+
+/// The host of `host:port` (IPv6 hosts in brackets lose them).
+fn host_of(address: &str) -> String {
+    let host = match address.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => address,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +337,18 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+impl NodeSection {
+    /// Where the store (RocksDB) lives.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// Where the node's cluster certificate, key and the cluster CA live.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.data_dir.join("cluster")
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file, resolving no secrets.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -283,6 +372,17 @@ impl Config {
     /// Checks what serde cannot: uniqueness, references, and that secrets can be read.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if let Some(cluster) = &self.cluster {
+            if cluster.raft_listen == self.node.listen {
+                problems.push("cluster.raft_listen must differ from node.listen".into());
+            }
+            if cluster.snapshot_logs == 0 {
+                problems.push("cluster.snapshot_logs must be at least 1".into());
+            }
+            if self.node.id == 0 {
+                problems.push("node.id must be at least 1".into());
+            }
+        }
         let mut unique = |kind: &str, name: &str, seen: &mut BTreeSet<String>| {
             if !seen.insert(name.to_owned()) {
                 problems.push(format!("{kind} {name:?} is defined twice"));

@@ -1,24 +1,40 @@
 //! Leader-only work. The supervisor watches Raft; when this node becomes leader of a term it
 //! starts one task per source and the quarantine worker, all carrying that term, and when it
 //! stops leading it tells them to stop and waits for them.
+//!
+//! A leader cut off from the others does not know at once that it was deposed; it stops its
+//! work when it has not heard from a majority for [`LEASE`], so that it does not keep
+//! fetching and touching mailboxes while a new leader does the same.
 
 use crate::config::WorkerConfig;
 use crate::{Node, Parts, sources, worker};
 use openraft::ServerState;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+/// How long a leader may go without hearing from a majority before it stops its work; longer
+/// than a few heartbeats, shorter than the election timeout, so it stops before a successor
+/// can start.
+const LEASE: Duration = Duration::from_millis(450);
+/// How often the lease is checked when nothing else changes.
+const LEASE_CHECK: Duration = Duration::from_millis(100);
 
 pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: WorkerConfig) {
     let mut raft_metrics = node.raft.metrics();
     let mut shutdown = node.stop.subscribe();
     let mut current: Option<(u64, watch::Sender<bool>, JoinSet<()>)> = None;
     loop {
-        let (state, term) = {
+        let leading_term = {
             let m = raft_metrics.borrow_and_update();
-            (m.state, m.current_term)
+            let alone = m.membership_config.membership().voter_ids().count() <= 1;
+            // No acknowledgement yet means the election just ended, which a majority voted in.
+            let heard = m
+                .millis_since_quorum_ack
+                .is_none_or(|ms| ms < LEASE.as_millis() as u64);
+            (m.state == ServerState::Leader && (alone || heard)).then_some(m.current_term)
         };
-        let leading_term = (state == ServerState::Leader).then_some(term);
         let running_term = current.as_ref().map(|(t, _, _)| *t);
         if leading_term != running_term {
             if let Some((term, stop, tasks)) = current.take() {
@@ -36,10 +52,15 @@ pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: Worke
                     "leading; starting pollers and workers"
                 );
                 current = Some(start(&node, &parts, &workers, term));
+                *node.leader_work.lock().expect("leader work lock") = Some(crate::LeaderWork {
+                    term,
+                    started_at: chrono::Utc::now(),
+                });
             }
         }
         tokio::select! {
             changed = raft_metrics.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(LEASE_CHECK) => {}
             _ = shutdown.changed() => break,
         }
     }

@@ -6,6 +6,7 @@
 //! change goes through [`Node::propose`]; reads go through [`Node::reader`].
 
 pub mod backends;
+pub mod cluster;
 pub mod config;
 mod leader;
 pub mod metrics;
@@ -14,24 +15,41 @@ mod sources;
 mod worker;
 
 pub use backends::Backends;
+pub use cluster::{Admission, ClusterStatus, JoinRequest, JoinToken, MemberStatus};
 pub use config::{Config, Role};
 pub use metrics::Metrics;
 
-use openraft::{BasicNode, ServerState};
-use pullback_domain::{Command, CommandResponse};
-use pullback_store::{Raft, Reader};
+use openraft::ServerState;
+use pullback_cluster::{NodeIdentity, PeerNetwork};
+use pullback_domain::{Command, CommandResponse, Timestamp};
+use pullback_store::{Member, Raft, Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Why a command was not committed.
-#[derive(Debug, thiserror::Error)]
+/// How long a write may wait for a leader and a majority before the caller is told.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read may wait to confirm that its answer is current.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most commands grouped into one log entry.
+const MAX_GROUP: usize = 512;
+/// How many grouped entries may be in flight at once.
+const GROUPS_IN_FLIGHT: usize = 4;
+
+/// Why a command was not committed or a read cannot be answered.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ProposeError {
     #[error("this node is not the leader{}", leader_hint(.leader))]
     NotLeader { leader: Option<u64> },
+    /// No leader, no majority, or the leader cannot be reached: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The cluster understood and said no.
+    #[error("{0}")]
+    Refused(String),
     #[error("raft failed: {0}")]
     Raft(String),
 }
@@ -42,7 +60,7 @@ fn leader_hint(leader: &Option<u64>) -> String {
         .unwrap_or_default()
 }
 
-/// What the status endpoint and `cluster status` show about this node.
+/// What the status endpoint shows about this node.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeStatus {
     pub id: u64,
@@ -52,6 +70,14 @@ pub struct NodeStatus {
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
     pub members: Vec<u64>,
+    /// When this node, as leader, last started its pollers and workers, and for which term.
+    pub leader_work: Option<LeaderWork>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct LeaderWork {
+    pub term: u64,
+    pub started_at: Timestamp,
 }
 
 /// Everything a node needs besides its configuration file: the pieces a test or the demo
@@ -63,6 +89,12 @@ pub struct Parts {
 
 pub use sources::Source;
 
+/// A command waiting to be grouped with others into one log entry.
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<CommandResponse, ProposeError>>,
+}
+
 pub struct Node {
     pub id: u64,
     raft: Raft,
@@ -71,70 +103,257 @@ pub struct Node {
     /// Woken when new quarantine work was committed.
     work: Arc<Notify>,
     stop: watch::Sender<bool>,
-    supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Tasks that end with the node: the Raft server, joining, syncing configuration.
+    background: Mutex<Vec<JoinHandle<()>>>,
+    /// The mutual-TLS client for peers; `None` when the node runs alone.
+    peers: Option<reqwest::Client>,
+    /// Where proposals on the leader wait to be grouped.
+    group: mpsc::Sender<Pending>,
+    leader_work: Mutex<Option<LeaderWork>>,
 }
 
 impl Node {
-    /// Opens the store in `config.node.data_dir`, starts Raft, forms a one-member group on
-    /// first start, waits until this node leads, and starts the supervisor.
+    /// Opens the store in `<data_dir>/db` and starts Raft. Alone (no `[cluster]` section), it
+    /// forms a one-member group on first start and waits until it leads. In a cluster, it
+    /// serves Raft to its peers, creates the group if this node created the cluster, or asks
+    /// to be added if it joined, and returns without waiting for a leader.
     pub async fn start(config: &Config, parts: Parts) -> anyhow::Result<Arc<Node>> {
         let id = config.node.id;
-        let data_dir = &config.node.data_dir;
-        tracing::info!(node = id, data_dir = %data_dir.display(), "opening the store");
-        let (log_store, state_machine, reader) = pullback_store::open(data_dir)?;
+        let store_dir = config.node.store_dir();
+        tracing::info!(node = id, store = %store_dir.display(), "opening the store");
+        let (log_store, state_machine, reader) = pullback_store::open(&store_dir)?;
 
+        let (network, identity, peers) = match &config.cluster {
+            None => (network::Network::Alone, None, None),
+            Some(cluster) => {
+                let dir = config.node.cluster_dir();
+                let identity = NodeIdentity::read_from(&dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "this node has no cluster identity in {} ({e}); run `pullback cluster \
+                         init` on the first node or `pullback cluster join` on the others",
+                        dir.display()
+                    )
+                })?;
+                let local = Some(cluster.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
+                let network = PeerNetwork::new(id, &identity, local)?;
+                let peers = pullback_cluster::peer_client(&identity, local)?;
+                (
+                    network::Network::Peers(network),
+                    Some(identity),
+                    Some(peers),
+                )
+            }
+        };
+        let snapshot_logs = config.cluster.as_ref().map_or(20_000, |c| c.snapshot_logs);
         let raft_config = openraft::Config {
             cluster_name: "pullback".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 600,
-            election_timeout_max: 1200,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-            max_in_snapshot_log_to_keep: 2_000,
+            heartbeat_interval: 150,
+            election_timeout_min: 500,
+            election_timeout_max: 900,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
+            max_in_snapshot_log_to_keep: snapshot_logs.min(2_000),
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(
-            id,
-            Arc::new(raft_config),
-            network::Network,
-            log_store,
-            state_machine,
-        )
-        .await?;
-        if !raft.is_initialized().await? {
-            tracing::info!(node = id, "forming a new one-member group");
-            let mut members = BTreeMap::new();
-            members.insert(id, BasicNode::new(config.node.listen.to_string()));
-            raft.initialize(members).await?;
-        }
-        raft.wait(Some(Duration::from_secs(30)))
-            .state(ServerState::Leader, "wait for leadership")
-            .await
-            .map_err(|e| anyhow::anyhow!("node {id} did not become leader: {e}"))?;
+        let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine).await?;
 
         let (stop, _) = watch::channel(false);
+        let (group, grouped) = mpsc::channel(MAX_GROUP * GROUPS_IN_FLIGHT);
         let node = Arc::new(Node {
             id,
-            raft,
+            raft: raft.clone(),
             reader,
             metrics: Metrics::new(),
             work: Arc::new(Notify::new()),
             stop,
-            supervisor: std::sync::Mutex::new(None),
+            supervisor: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
+            peers,
+            group,
+            leader_work: Mutex::new(None),
         });
-        node.sync_match_conditions(config).await?;
+        node.spawn_background(commit_groups(raft.clone(), grouped));
+
+        match (&config.cluster, identity) {
+            (Some(cluster), Some(identity)) => {
+                node.start_in_cluster(config, cluster, identity).await?;
+            }
+            _ => {
+                if !raft.is_initialized().await? {
+                    tracing::info!(node = id, "forming a new one-member group");
+                    raft.initialize(BTreeMap::from([(id, Member::default())]))
+                        .await?;
+                }
+                raft.wait(Some(Duration::from_secs(30)))
+                    .state(ServerState::Leader, "wait for leadership")
+                    .await
+                    .map_err(|e| anyhow::anyhow!("node {id} did not become leader: {e}"))?;
+                node.sync_match_conditions(config).await?;
+            }
+        }
+
         let supervisor = leader::supervise(node.clone(), Arc::new(parts), config.workers.clone());
         *node.supervisor.lock().expect("supervisor lock") = Some(tokio::spawn(supervisor));
         tracing::info!(node = id, "node started");
         Ok(node)
     }
 
-    /// Commits a command through the Raft log and returns what applying it produced.
+    async fn start_in_cluster(
+        self: &Arc<Node>,
+        config: &Config,
+        cluster: &config::ClusterSection,
+        identity: NodeIdentity,
+    ) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(cluster.raft_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen for Raft on {}: {e}", cluster.raft_listen)
+            })?;
+        let router = pullback_cluster::raft_router(self.raft.clone())
+            .merge(cluster::peer_routes(self.clone()));
+        let mut stopped = self.stop.subscribe();
+        let shutdown = async move {
+            let _ = stopped.changed().await;
+        };
+        tracing::info!(node = self.id, address = %cluster.raft_listen, "serving Raft over mutual TLS");
+        self.spawn_background(async move {
+            if let Err(e) =
+                pullback_cluster::serve_raft(listener, &identity, router, shutdown).await
+            {
+                tracing::error!(error = %e, "the Raft server stopped");
+            }
+        });
+
+        let me = Member {
+            raft: cluster.raft_address(),
+            api: cluster.api_address(config.node.listen),
+        };
+        let dir = config.node.cluster_dir();
+        if !self.raft.is_initialized().await? {
+            if cluster::created_here(&dir) {
+                tracing::info!(node = self.id, "creating the cluster's group");
+                self.raft
+                    .initialize(BTreeMap::from([(self.id, me.clone())]))
+                    .await?;
+            } else {
+                let seeds = cluster::read_seeds(&dir);
+                if seeds.is_empty() {
+                    anyhow::bail!(
+                        "this node joined no cluster: {} has no seeds; run `pullback cluster join`",
+                        dir.display()
+                    );
+                }
+                tracing::info!(
+                    node = self.id,
+                    ?seeds,
+                    "asking the cluster to add this node"
+                );
+                self.spawn_background(cluster::ask_to_join(self.clone(), me.clone(), seeds));
+            }
+        }
+        if cluster::created_here(&dir) {
+            let ca = pullback_cluster::ClusterCa::read_from(&dir)?;
+            let (cert_pem, key_pem) = ca.to_pem();
+            let command = Command::SetClusterCa {
+                cert_pem,
+                key_pem: pullback_domain::Secret(key_pem),
+            };
+            self.spawn_background(settle(
+                self.clone(),
+                "storing the cluster CA",
+                vec![command],
+            ));
+        }
+        let conditions = config
+            .match_conditions
+            .iter()
+            .map(|condition| Command::PutMatchCondition {
+                condition: condition.clone(),
+            })
+            .collect();
+        self.spawn_background(settle(self.clone(), "storing match conditions", conditions));
+        Ok(())
+    }
+
+    fn spawn_background(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.background
+            .lock()
+            .expect("background lock")
+            .push(handle);
+    }
+
+    /// Commits a command through the Raft log and returns what applying it produced. On a
+    /// follower the command is forwarded to the leader. Gives up with
+    /// [`ProposeError::Unavailable`] when no leader with a majority answers in time.
     pub async fn propose(&self, command: Command) -> Result<CommandResponse, ProposeError> {
         let name = command.name();
-        let result = self.raft.client_write(command).await;
-        let outcome = match &result {
-            Ok(r) if r.data.refused.is_some() => "refused",
+        let result =
+            match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_anywhere(command)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProposeError::Unavailable(format!(
+                    "the change was not committed within {}s: the cluster has no leader with a \
+                 majority; it may still be committed later",
+                    PROPOSE_TIMEOUT.as_secs()
+                ))),
+            };
+        self.count(name, &result);
+        result
+    }
+
+    async fn propose_anywhere(&self, command: Command) -> Result<CommandResponse, ProposeError> {
+        loop {
+            if self.leader_is_here() {
+                match self.propose_here(command.clone()).await {
+                    // Leadership moved between the check and the write: nothing was appended.
+                    Err(ProposeError::NotLeader { .. }) => {}
+                    result => return result,
+                }
+            } else if self.peers.is_some() && self.raft.metrics().borrow().current_leader.is_some()
+            {
+                // Once sent, a forwarded write may have been committed even if the answer is
+                // lost, so it is not retried here: the caller decides.
+                return self.call_leader("propose", &command).await;
+            }
+            self.wait_for_leader().await;
+        }
+    }
+
+    /// Commits a command on this node, which must be the leader; nothing is forwarded. The
+    /// leader's own work proposes this way, so a deposed leader's writes fail instead of
+    /// reaching its successor.
+    pub async fn propose_local(&self, command: Command) -> Result<CommandResponse, ProposeError> {
+        let name = command.name();
+        let result = match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_here(command)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProposeError::Unavailable(
+                "this leader could not commit within the time allowed; it may have lost its majority"
+                    .into(),
+            )),
+        };
+        self.count(name, &result);
+        result
+    }
+
+    async fn propose_here(&self, command: Command) -> Result<CommandResponse, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.group
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?;
+        let response = answer
+            .await
+            .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))??;
+        if !response.jobs.is_empty() {
+            self.work.notify_waiters();
+        }
+        Ok(response)
+    }
+
+    fn count(&self, name: &str, result: &Result<CommandResponse, ProposeError>) {
+        let outcome = match result {
+            Ok(r) if r.refused.is_some() => "refused",
             Ok(_) => "ok",
             Err(_) => "error",
         };
@@ -142,19 +361,85 @@ impl Node {
             .proposals
             .with_label_values(&[name, outcome])
             .inc();
-        match result {
-            Ok(response) => {
-                if !response.data.jobs.is_empty() {
-                    self.work.notify_waiters();
-                }
-                Ok(response.data)
+    }
+
+    async fn wait_for_leader(&self) {
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_millis(500)))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    fn leader_is_here(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    fn require_leader(&self) -> Result<(), ProposeError> {
+        if self.leader_is_here() {
+            Ok(())
+        } else {
+            Err(ProposeError::NotLeader {
+                leader: self.raft.metrics().borrow().current_leader,
+            })
+        }
+    }
+
+    /// Whether this node is in the group's membership.
+    pub fn is_member(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
+    }
+
+    /// Waits until this node has applied everything the leader had committed when the call
+    /// began, so that a read that follows sees every write acknowledged before it (the Raft
+    /// read index). Fails when no leader with a majority confirms in time.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        if self.peers.is_none() {
+            return Ok(());
+        }
+        let index = if self.leader_is_here() {
+            self.read_index_here().await?
+        } else if self.raft.metrics().borrow().current_leader.is_some() {
+            tokio::time::timeout(
+                READ_TIMEOUT,
+                self.call_leader::<_, Option<u64>>("read-index", &()),
+            )
+            .await
+            .map_err(|_| no_quorum())??
+        } else {
+            return Err(no_quorum());
+        };
+        if let Some(index) = index {
+            self.raft
+                .wait(Some(READ_TIMEOUT))
+                .applied_index_at_least(Some(index), "read index applied")
+                .await
+                .map_err(|_| {
+                    ProposeError::Unavailable(format!(
+                        "this node has not caught up with the leader (index {index}); try again"
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// On the leader: confirms leadership with a majority and returns the index a read must
+    /// wait for.
+    async fn read_index_here(&self) -> Result<Option<u64>, ProposeError> {
+        match tokio::time::timeout(READ_TIMEOUT, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index)),
+            Ok(Err(e)) => {
+                tracing::debug!(node = self.id, error = %e, "read index refused");
+                Err(no_quorum())
             }
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::ClientWriteError::ForwardToLeader(forward),
-            )) => Err(ProposeError::NotLeader {
-                leader: forward.leader_id,
-            }),
-            Err(e) => Err(ProposeError::Raft(e.to_string())),
+            Err(_) => Err(no_quorum()),
         }
     }
 
@@ -188,6 +473,7 @@ impl Node {
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
             members: m.membership_config.membership().voter_ids().collect(),
+            leader_work: *self.leader_work.lock().expect("leader work lock"),
         }
     }
 
@@ -215,6 +501,11 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node = self.id, error = %e, "raft did not shut down cleanly");
         }
+        let background = std::mem::take(&mut *self.background.lock().expect("background lock"));
+        for handle in background {
+            handle.abort();
+            let _ = handle.await;
+        }
     }
 
     /// Writes the configuration file's match conditions into the replicated state where they
@@ -235,5 +526,116 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+fn no_quorum() -> ProposeError {
+    ProposeError::Unavailable(
+        "no quorum: this node cannot reach a majority of the cluster, so it cannot tell \
+         whether its data is current"
+            .into(),
+    )
+}
+
+/// Proposes each command until it is committed or found already in effect; used for state
+/// a node brings at start (its configuration's match conditions, the cluster CA) when no
+/// leader may be known yet.
+async fn settle(node: Arc<Node>, what: &'static str, commands: Vec<Command>) {
+    let mut stop = node.stop.subscribe();
+    for command in commands {
+        loop {
+            if in_effect(&node, &command).await {
+                break;
+            }
+            match node.propose(command.clone()).await {
+                Ok(response) => {
+                    if let Some(reason) = response.refused {
+                        tracing::error!(node = node.id, what, %reason, "refused");
+                    }
+                    break;
+                }
+                Err(e) => tracing::info!(node = node.id, what, error = %e, "will retry"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Whether `command` would change nothing, as far as the current state says.
+async fn in_effect(node: &Node, command: &Command) -> bool {
+    if node.read_barrier().await.is_err() {
+        return false;
+    }
+    match command {
+        Command::PutMatchCondition { condition } => node
+            .reader
+            .match_conditions()
+            .is_ok_and(|stored| stored.contains(condition)),
+        Command::SetClusterCa { cert_pem, .. } => node
+            .reader
+            .cluster_ca()
+            .is_ok_and(|stored| stored.is_some_and(|ca| &ca.cert_pem == cert_pem)),
+        _ => false,
+    }
+}
+
+/// Groups proposals waiting on the leader into log entries: whatever is waiting when an
+/// entry can be started goes into it, so under load one disk sync and one replication round
+/// commit many commands, and a lone command is not delayed.
+async fn commit_groups(raft: Raft, mut waiting: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    while let Some(first) = waiting.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match waiting.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            commit_group(&raft, group).await;
+        });
+    }
+}
+
+async fn commit_group(raft: &Raft, mut group: Vec<Pending>) {
+    if group.len() == 1 {
+        let Pending { command, reply } = group.remove(0);
+        let _ = reply.send(write(raft, command).await);
+        return;
+    }
+    let (commands, replies): (Vec<_>, Vec<_>) =
+        group.into_iter().map(|p| (p.command, p.reply)).unzip();
+    match write(raft, Command::Batch { commands }).await {
+        Ok(response) => {
+            for (reply, response) in replies.into_iter().zip(response.batch) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn write(raft: &Raft, command: Command) -> Result<CommandResponse, ProposeError> {
+    match raft.client_write(command).await {
+        Ok(response) => Ok(response.data),
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::ClientWriteError::ForwardToLeader(forward),
+        )) => Err(ProposeError::NotLeader {
+            leader: forward.leader_id,
+        }),
+        Err(e) => Err(ProposeError::Raft(e.to_string())),
     }
 }

@@ -32,7 +32,7 @@ impl BatchSink for RaftSink<'_> {
             rejected: batch.rejected,
             checkpoint: Some(batch.checkpoint),
         };
-        let response = self.node.propose(command).await?;
+        let response = self.node.propose_local(command).await?;
         if let Some(reason) = response.refused {
             anyhow::bail!("the state machine refused the batch: {reason}");
         }

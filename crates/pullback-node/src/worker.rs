@@ -76,7 +76,7 @@ async fn run_job(
             term,
             at,
         };
-        let response = node.propose(command).await?;
+        let response = node.propose_local(command).await?;
         if let Some(reason) = response.refused {
             anyhow::bail!("claim on job {} refused: {reason}", job.id);
         }
@@ -145,7 +145,7 @@ async fn run_job(
             term,
             at,
         };
-        match node.propose(command).await {
+        match node.propose_local(command).await {
             Ok(response) if response.refused.is_some() => {
                 first_error.get_or_insert(anyhow::anyhow!(
                     "outcome refused: {}",

@@ -7,7 +7,7 @@ use crate::db::{Cf, Db, StoreError, decode, encode, keys};
 use pullback_domain::{
     Alert, AlertDraft, Checkpoint, Command, CommandResponse, Comment, Incident, IncidentState,
     JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult, RecipientStatus,
-    RejectedEvent, Timestamp,
+    RejectedEvent, Secret, Timestamp,
 };
 use rocksdb::WriteBatch;
 use serde::{Serialize, de::DeserializeOwned};
@@ -173,7 +173,91 @@ pub(crate) fn apply(
             tx.put(Cf::State, keys::incident(*incident_id), &incident);
             Ok(CommandResponse::default())
         }
+        Command::SetClusterCa { cert_pem, key_pem } => {
+            let ca = ClusterCa {
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            };
+            match tx.get::<ClusterCa>(Cf::State, keys::CLUSTER_CA)? {
+                Some(stored) if stored == ca => Ok(CommandResponse::default()),
+                Some(_) => Ok(CommandResponse::refused(
+                    "the cluster already has a different certificate authority",
+                )),
+                None => {
+                    tx.put(Cf::State, keys::CLUSTER_CA.to_vec(), &ca);
+                    Ok(CommandResponse::default())
+                }
+            }
+        }
+        Command::CreateJoinToken {
+            sha256,
+            expires_at,
+            created_by,
+            at,
+        } => {
+            let token = JoinToken {
+                expires_at: *expires_at,
+                created_by: created_by.clone(),
+                created_at: *at,
+                used_by: None,
+            };
+            tx.put(Cf::State, keys::join_token(sha256), &token);
+            Ok(CommandResponse::default())
+        }
+        Command::UseJoinToken {
+            sha256,
+            node_id,
+            at,
+        } => {
+            let key = keys::join_token(sha256);
+            let Some(mut token) = tx.get::<JoinToken>(Cf::State, &key)? else {
+                return Ok(CommandResponse::refused("the join token is not known"));
+            };
+            if let Some(used_by) = token.used_by {
+                return Ok(CommandResponse::refused(format!(
+                    "the join token was already used by node {used_by}"
+                )));
+            }
+            if token.expires_at <= *at {
+                return Ok(CommandResponse::refused(format!(
+                    "the join token expired at {}",
+                    token.expires_at
+                )));
+            }
+            token.used_by = Some(*node_id);
+            tx.put(Cf::State, key, &token);
+            Ok(CommandResponse::default())
+        }
+        Command::Batch { commands } => {
+            let mut batch = Vec::with_capacity(commands.len());
+            for command in commands {
+                batch.push(match command {
+                    Command::Batch { .. } => CommandResponse::refused("batches do not nest"),
+                    command => apply(tx, command, term)?,
+                });
+            }
+            Ok(CommandResponse {
+                batch,
+                ..CommandResponse::default()
+            })
+        }
     }
+}
+
+/// The cluster CA as stored; see [`Command::SetClusterCa`].
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ClusterCa {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+}
+
+/// A join token as stored under its hash.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct JoinToken {
+    pub expires_at: Timestamp,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub used_by: Option<u64>,
 }
 
 fn ingest(

@@ -237,6 +237,10 @@ pub mod keys {
     pub fn rejected_seen(source: &str, event_key: &str) -> Vec<u8> {
         format!("rejected_seen/{source}\0{event_key}").into_bytes()
     }
+    pub const CLUSTER_CA: &[u8] = b"cluster/ca";
+    pub fn join_token(sha256: &str) -> Vec<u8> {
+        format!("join_token/{sha256}").into_bytes()
+    }
     pub fn queued(job_id: u64) -> Vec<u8> {
         numbered("queue", job_id)
     }

@@ -14,6 +14,7 @@ mod read;
 mod snapshot;
 mod state_machine;
 
+pub use apply::{ClusterCa, JoinToken};
 pub use db::{Db, OpenError, StoreError};
 pub use log_store::LogStore;
 pub use read::{IncidentFilter, Reader};
@@ -28,13 +29,31 @@ openraft::declare_raft_types!(
         D = Command,
         R = CommandResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
 pub type NodeId = u64;
+
+/// How to reach a member of the group: peers call its Raft address, clients its API.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// `host:port` of the Raft listener, as peers reach it (its certificate names the host).
+    #[serde(alias = "addr")]
+    pub raft: String,
+    /// Base URL of the API, such as `https://10.0.0.1:8480`; empty for a one-node group that
+    /// has no peers to tell.
+    #[serde(default)]
+    pub api: String,
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "raft {} api {}", self.raft, self.api)
+    }
+}
 pub type LogId = openraft::LogId<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
 pub type Raft = openraft::Raft<TypeConfig>;

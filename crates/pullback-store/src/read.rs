@@ -4,6 +4,7 @@
 //! write; followers may lag, which the cluster layer accounts for.
 
 use crate::LogId;
+use crate::apply::ClusterCa;
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
     Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
@@ -33,6 +34,11 @@ impl Reader {
             .db
             .get::<Option<LogId>>(Cf::State, keys::APPLIED)?
             .flatten())
+    }
+
+    /// The cluster CA, once the first node stored it.
+    pub fn cluster_ca(&self) -> Result<Option<ClusterCa>, StoreError> {
+        self.db.get(Cf::State, keys::CLUSTER_CA)
     }
 
     pub fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {

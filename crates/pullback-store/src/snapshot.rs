@@ -5,8 +5,8 @@
 //! header (magic, data format) and length-prefixed records, so a newer release can read it.
 
 use crate::db::{Cf, Db, StoreError, decode, encode, keys};
-use crate::{LogId, NodeId};
-use openraft::{BasicNode, SnapshotMeta, StoredMembership};
+use crate::{LogId, Member, NodeId};
+use openraft::{SnapshotMeta, StoredMembership};
 use pullback_domain::versioned::DATA_FORMAT;
 use rocksdb::{IteratorMode, WriteBatch};
 
@@ -14,7 +14,7 @@ const MAGIC: &[u8; 8] = b"PBSNAP01";
 const CURRENT_META: &[u8] = b"snapshot_meta";
 const CURRENT_DATA: &[u8] = b"snapshot_data";
 
-type Meta = SnapshotMeta<NodeId, BasicNode>;
+type Meta = SnapshotMeta<NodeId, Member>;
 
 // FIXME: the whole snapshot is built in memory and kept in the database; with a large state
 // this costs memory and write amplification. Build it from a RocksDB checkpoint and stream
@@ -33,7 +33,7 @@ pub(crate) fn build(db: &Db) -> Result<(Meta, Vec<u8>), StoreError> {
         Some(bytes) => decode::<Option<LogId>>(keys::APPLIED, &bytes)?,
         None => None,
     };
-    let membership: StoredMembership<NodeId, BasicNode> = match read(keys::MEMBERSHIP)? {
+    let membership: StoredMembership<NodeId, Member> = match read(keys::MEMBERSHIP)? {
         Some(bytes) => decode(keys::MEMBERSHIP, &bytes)?,
         None => StoredMembership::default(),
     };

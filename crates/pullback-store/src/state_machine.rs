@@ -3,16 +3,15 @@
 use crate::apply::{Tx, apply};
 use crate::db::{Cf, Db, StoreError, keys};
 use crate::snapshot;
-use crate::{LogId, NodeId, StorageError, TypeConfig};
+use crate::{LogId, Member, NodeId, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
-    StoredMembership,
+    Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use pullback_domain::CommandResponse;
 use std::io::Cursor;
 
-type Membership = StoredMembership<NodeId, BasicNode>;
+type Membership = StoredMembership<NodeId, Member>;
 
 /// Applies committed entries. Cloning gives a snapshot builder on the same database.
 #[derive(Clone, Debug)]
@@ -97,7 +96,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         data: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let signature = Some(meta.signature());

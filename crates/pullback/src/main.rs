@@ -1,5 +1,6 @@
 //! The `pullback` binary: one node's server, configuration checks, and a self-contained demo.
 
+mod cluster;
 mod demo;
 mod server;
 
@@ -30,6 +31,9 @@ enum Commands {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Creates a cluster, admits and removes nodes, shows its state.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Runs the whole job on built-in sample data, with no outside service.
     Demo(demo::DemoOptions),
     /// Prints a new random API key and the SHA-256 line to put in the configuration.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         match cli.command {
             Commands::Server { config } => server::serve(&config).await,
             Commands::Validate { config } => server::validate(&config),
+            Commands::Cluster(command) => cluster::run(command).await,
             Commands::Demo(options) => demo::run(options).await,
             Commands::ApiKey { name, role } => {
                 let key = server::new_api_key()?;

@@ -35,8 +35,19 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
     parts(&config)?;
     if let Some(tls) = &config.node.tls {
         pullback_api::tls::server_config(&tls.cert_file, &tls.key_file)?;
-    } else if !config.node.listen.ip().is_loopback() {
+    } else if config.cluster.is_none() && !config.node.listen.ip().is_loopback() {
         eprintln!("{}", plain_http_warning(&config));
+    }
+    if config.cluster.is_some() {
+        let dir = config.node.cluster_dir();
+        match pullback_cluster::NodeIdentity::read_from(&dir) {
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "warning: no usable cluster identity in {} ({e}); run `pullback cluster init` \
+                 or `pullback cluster join` before starting",
+                dir.display()
+            ),
+        }
     }
     if config.api_keys.is_empty() {
         eprintln!("warning: no api_keys configured; every API call will be refused");
@@ -57,12 +68,19 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
-    let tls = match &config.node.tls {
-        Some(files) => Some(pullback_api::tls::server_config(
+    // An operator's certificate wins; a cluster member otherwise serves its cluster
+    // certificate, which clients verify against the cluster CA.
+    let tls = match (&config.node.tls, &config.cluster) {
+        (Some(files), _) => Some(pullback_api::tls::server_config(
             &files.cert_file,
             &files.key_file,
         )?),
-        None => None,
+        (None, Some(_)) => {
+            let identity = pullback_cluster::NodeIdentity::read_from(&config.node.cluster_dir())
+                .context("reading the cluster identity; run `pullback cluster init` or `join`")?;
+            Some(pullback_cluster::api_server_config(&identity)?)
+        }
+        (None, None) => None,
     };
     let node = Node::start(&config, parts).await?;
     let app = pullback_api::router(AppState {

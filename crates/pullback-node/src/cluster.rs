@@ -1,0 +1,556 @@
+//! The node's part in a cluster: the calls peers make to each other besides Raft itself
+//! (forwarded writes, read indexes, membership changes, the leader's view of replication),
+//! admitting new members with a join token, and the files a member keeps.
+//!
+//! Peer calls travel over the Raft port, so they are mutually authenticated with cluster
+//! certificates like the Raft RPCs. A follower forwards to the leader it knows; the leader
+//! never forwards further, so a call crosses at most one hop.
+
+use crate::{Node, ProposeError};
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::ChangeMembers;
+use pullback_cluster::{ClusterCa, NodeIdentity};
+use pullback_domain::{Command, CommandResponse};
+use pullback_store::{Member, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The seeds file a joining node keeps until it is a member: Raft addresses of the members
+/// at the time it was admitted.
+const SEEDS_FILE: &str = "seeds.json";
+/// How long a membership change may take; adding a learner waits until it caught up.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `cluster status` shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub answered_by: NodeId,
+    /// Whether the figures below come from the leader (otherwise from a follower that could
+    /// not reach it, and replication lag is unknown).
+    pub from_leader: bool,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied: Option<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    /// `leader`, `voter` or `learner`.
+    pub role: String,
+    pub raft: String,
+    pub api: String,
+    /// The last log index the leader knows this member holds.
+    pub matched: Option<u64>,
+    /// How many entries it is behind the leader's log.
+    pub lag: Option<u64>,
+}
+
+/// What a joining node sends with its token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub node_id: NodeId,
+    pub member: Member,
+    /// The names its certificate must cover.
+    pub names: Vec<String>,
+}
+
+/// What an admitted node receives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Admission {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    /// Raft addresses of the members, to ask to be added once the node runs.
+    pub seeds: Vec<String>,
+}
+
+/// A join token as handed to an operator: `pbj1.<secret>.<CA fingerprint>`. The secret
+/// admits one node; the fingerprint lets the joining node check it talks to this cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinToken {
+    pub secret: String,
+    pub ca_fingerprint: String,
+}
+
+impl JoinToken {
+    const PREFIX: &'static str = "pbj1";
+
+    pub fn parse(text: &str) -> Result<JoinToken, String> {
+        let mut parts = text.trim().split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(JoinToken::PREFIX), Some(secret), Some(fingerprint), None)
+                if is_hex(secret, 64) && is_hex(fingerprint, 64) =>
+            {
+                Ok(JoinToken {
+                    secret: secret.to_owned(),
+                    ca_fingerprint: fingerprint.to_ascii_lowercase(),
+                })
+            }
+            _ => Err("a join token looks like pbj1.<64 hex digits>.<64 hex digits>".into()),
+        }
+    }
+
+    /// What the cluster stores instead of the secret.
+    pub fn secret_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.secret.to_ascii_lowercase().as_bytes()))
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            JoinToken::PREFIX,
+            self.secret,
+            self.ca_fingerprint
+        )
+    }
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Writes the seeds a joining node will ask to be added by.
+pub fn write_seeds(cluster_dir: &Path, seeds: &[String]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(seeds).map_err(std::io::Error::other)?;
+    std::fs::write(cluster_dir.join(SEEDS_FILE), text)
+}
+
+pub(crate) fn read_seeds(cluster_dir: &Path) -> Vec<String> {
+    std::fs::read(cluster_dir.join(SEEDS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Whether this node created the cluster: only the first node keeps the CA key on disk.
+pub(crate) fn created_here(cluster_dir: &Path) -> bool {
+    cluster_dir.join("ca.key").exists()
+}
+
+/// The routes peers call on the Raft port, besides the Raft RPCs.
+pub(crate) fn peer_routes(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/cluster/propose", post(propose))
+        .route("/cluster/read-index", post(read_index))
+        .route("/cluster/add", post(add))
+        .route("/cluster/remove", post(remove))
+        .route("/cluster/status", get(status))
+        .with_state(node)
+}
+
+type Answer<T> = Json<Result<T, String>>;
+
+async fn propose(
+    State(node): State<Arc<Node>>,
+    Json(command): Json<Command>,
+) -> Answer<CommandResponse> {
+    Json(node.propose_here(command).await.map_err(|e| e.to_string()))
+}
+
+async fn read_index(State(node): State<Arc<Node>>) -> Answer<Option<u64>> {
+    Json(node.read_index_here().await.map_err(|e| e.to_string()))
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AddRequest {
+    pub id: NodeId,
+    pub member: Member,
+}
+
+async fn add(State(node): State<Arc<Node>>, Json(request): Json<AddRequest>) -> Answer<()> {
+    Json(
+        node.add_member_here(request.id, request.member)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RemoveRequest {
+    pub id: NodeId,
+}
+
+async fn remove(State(node): State<Arc<Node>>, Json(request): Json<RemoveRequest>) -> Answer<()> {
+    Json(
+        node.remove_member_here(request.id)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<ClusterStatus> {
+    Json(node.local_cluster_status())
+}
+
+impl Node {
+    /// Adds node `id` to the group, as a learner until it has caught up, then as a voter.
+    /// Adding a voter that is already one updates its addresses; it catches up by itself.
+    pub(crate) async fn add_member_here(
+        &self,
+        id: NodeId,
+        member: Member,
+    ) -> Result<(), ProposeError> {
+        self.require_leader()?;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let timeout = |e: tokio::time::error::Elapsed| {
+            ProposeError::Unavailable(format!("adding node {id} took too long: {e}"))
+        };
+        if membership.voter_ids().any(|voter| voter == id) {
+            if membership.get_node(&id) != Some(&member) {
+                tracing::info!(node = self.id, member = id, %member, "updating a member's addresses");
+                let change = ChangeMembers::SetNodes(BTreeMap::from([(id, member)]));
+                tokio::time::timeout(
+                    MEMBERSHIP_TIMEOUT,
+                    self.raft.change_membership(change, true),
+                )
+                .await
+                .map_err(timeout)?
+                .map_err(raft_error)?;
+            }
+            return Ok(());
+        }
+        tracing::info!(node = self.id, member = id, %member, "adding a learner");
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.raft.add_learner(id, member, true))
+            .await
+            .map_err(timeout)?
+            .map_err(raft_error)?;
+        tracing::info!(
+            node = self.id,
+            member = id,
+            "learner caught up; making it a voter"
+        );
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft.change_membership(change, true),
+        )
+        .await
+        .map_err(timeout)?
+        .map_err(raft_error)?;
+        Ok(())
+    }
+
+    /// Takes node `id` out of the group entirely.
+    pub(crate) async fn remove_member_here(&self, id: NodeId) -> Result<(), ProposeError> {
+        self.require_leader()?;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(ProposeError::Refused(format!("node {id} is not a member")));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(ProposeError::Refused(
+                "the last voter cannot be removed".into(),
+            ));
+        }
+        tracing::info!(node = self.id, member = id, "removing a member");
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft.change_membership(change, false),
+        )
+        .await
+        .map_err(|_| ProposeError::Unavailable(format!("removing node {id} took too long")))?
+        .map_err(raft_error)?;
+        Ok(())
+    }
+
+    /// Asks the leader to add this node; used by a node that joined and is not yet a member.
+    pub async fn add_member(&self, id: NodeId, member: Member) -> Result<(), ProposeError> {
+        if self.leader_is_here() {
+            return self.add_member_here(id, member).await;
+        }
+        self.call_leader("add", &AddRequest { id, member }).await
+    }
+
+    /// Takes node `id` out of the cluster, through the leader.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), ProposeError> {
+        if self.leader_is_here() {
+            return self.remove_member_here(id).await;
+        }
+        self.call_leader("remove", &RemoveRequest { id }).await
+    }
+
+    /// The cluster as this node sees it; lag is known only on the leader.
+    pub fn local_cluster_status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let last = m.last_log_index;
+        let replication = m.replication.clone();
+        let members = membership
+            .nodes()
+            .map(|(id, member)| {
+                let matched = match &replication {
+                    Some(_) if *id == self.id => last,
+                    Some(replication) => replication.get(id).cloned().flatten().map(|l| l.index),
+                    None => None,
+                };
+                let role = if m.current_leader == Some(*id) {
+                    "leader"
+                } else if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                };
+                MemberStatus {
+                    id: *id,
+                    role: role.into(),
+                    raft: member.raft.clone(),
+                    api: member.api.clone(),
+                    matched,
+                    lag: matched.map(|matched| last.unwrap_or(0).saturating_sub(matched)),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            answered_by: self.id,
+            from_leader: m.current_leader == Some(self.id),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: last,
+            applied: m.last_applied.map(|l| l.index),
+            members,
+        }
+    }
+
+    /// The cluster as the leader sees it, or this node's own view when the leader cannot be
+    /// reached.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        if self.leader_is_here() || self.peers.is_none() {
+            return self.local_cluster_status();
+        }
+        match self.get_leader::<ClusterStatus>("status").await {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::debug!(error = %e, "the leader's status is not available");
+                self.local_cluster_status()
+            }
+        }
+    }
+
+    /// Creates a one-time join token valid for `ttl`.
+    pub async fn create_join_token(
+        &self,
+        by: &str,
+        ttl: Duration,
+    ) -> Result<JoinToken, ProposeError> {
+        self.read_barrier().await?;
+        let ca = self
+            .reader
+            .cluster_ca()
+            .map_err(|e| ProposeError::Raft(e.to_string()))?
+            .ok_or_else(|| ProposeError::Refused("this node is not part of a cluster".into()))?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| ProposeError::Raft(format!("no randomness: {e}")))?;
+        let token = JoinToken {
+            secret: hex::encode(secret),
+            ca_fingerprint: pullback_cluster::fingerprint(&ca.cert_pem)
+                .map_err(|e| ProposeError::Raft(e.to_string()))?,
+        };
+        let now = chrono::Utc::now();
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        let command = Command::CreateJoinToken {
+            sha256: token.secret_sha256(),
+            expires_at: now + ttl,
+            created_by: by.to_owned(),
+            at: now,
+        };
+        refused_to_error(self.propose(command).await?)?;
+        Ok(token)
+    }
+
+    /// Spends a join token and issues the joining node its certificate.
+    pub async fn admit(&self, request: &JoinRequest) -> Result<Admission, ProposeError> {
+        let token = JoinToken::parse(&request.token).map_err(ProposeError::Refused)?;
+        if request.node_id == 0 {
+            return Err(ProposeError::Refused("node ids start at 1".into()));
+        }
+        if request.member.raft.is_empty() || request.names.is_empty() {
+            return Err(ProposeError::Refused(
+                "the joining node gave no Raft address or certificate names".into(),
+            ));
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if let Some(existing) = membership.membership().get_node(&request.node_id)
+            && existing.raft != request.member.raft
+        {
+            return Err(ProposeError::Refused(format!(
+                "node id {} is already taken by the member at {}; pick another id or remove it first",
+                request.node_id, existing.raft
+            )));
+        }
+        let command = Command::UseJoinToken {
+            sha256: token.secret_sha256(),
+            node_id: request.node_id,
+            at: chrono::Utc::now(),
+        };
+        refused_to_error(self.propose(command).await?)?;
+        self.read_barrier().await?;
+        let stored = self
+            .reader
+            .cluster_ca()
+            .map_err(|e| ProposeError::Raft(e.to_string()))?
+            .ok_or_else(|| ProposeError::Refused("this node is not part of a cluster".into()))?;
+        let ca = ClusterCa::from_pem(&stored.cert_pem, &stored.key_pem.0)
+            .map_err(|e| ProposeError::Raft(format!("the stored cluster CA: {e}")))?;
+        let identity: NodeIdentity = ca
+            .issue_node(request.node_id, &request.names)
+            .map_err(|e| ProposeError::Refused(e.to_string()))?;
+        tracing::info!(node = self.id, joining = request.node_id, names = ?request.names, "admitted a node");
+        let seeds = membership
+            .membership()
+            .nodes()
+            .map(|(_, member)| member.raft.clone())
+            .collect();
+        Ok(Admission {
+            cert_pem: identity.cert_pem,
+            key_pem: identity.key_pem,
+            ca_pem: identity.ca_pem,
+            seeds,
+        })
+    }
+
+    /// Calls `/cluster/<path>` on the leader and returns its answer.
+    pub(crate) async fn call_leader<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, ProposeError> {
+        let (client, url) = self.leader_url(path)?;
+        let sent = client
+            .post(url)
+            .timeout(MEMBERSHIP_TIMEOUT)
+            .json(body)
+            .send()
+            .await;
+        decode_answer(sent).await
+    }
+
+    async fn get_leader<Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Resp, ProposeError> {
+        let (client, url) = self.leader_url(path)?;
+        let response = client
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(unreachable_leader)?;
+        response.json().await.map_err(unreachable_leader)
+    }
+
+    fn leader_url(&self, path: &str) -> Result<(&reqwest::Client, String), ProposeError> {
+        let Some(client) = &self.peers else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader.ok_or_else(no_leader)?;
+        let member = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or_else(no_leader)?;
+        Ok((client, format!("https://{}/cluster/{path}", member.raft)))
+    }
+}
+
+/// Asks the given seeds, in turn and until one succeeds, to add this node to the group.
+pub(crate) async fn ask_to_join(node: Arc<Node>, member: Member, seeds: Vec<String>) {
+    let Some(client) = node.peers.clone() else {
+        return;
+    };
+    let request = AddRequest {
+        id: node.id,
+        member,
+    };
+    let mut stop = node.stop.subscribe();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if node.is_member() {
+            tracing::info!(node = node.id, "this node is a member of the cluster");
+            return;
+        }
+        for seed in &seeds {
+            let url = format!("https://{seed}/cluster/add");
+            let sent = client
+                .post(&url)
+                .timeout(MEMBERSHIP_TIMEOUT)
+                .json(&request)
+                .send()
+                .await;
+            match decode_answer::<()>(sent).await {
+                Ok(()) => {
+                    tracing::info!(node = node.id, %seed, "added to the cluster");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = node.id, %seed, error = %e, "asking to join failed; will retry")
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn decode_answer<T: serde::de::DeserializeOwned>(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ProposeError> {
+    let response = sent
+        .and_then(|r| r.error_for_status())
+        .map_err(unreachable_leader)?;
+    match response.json::<Result<T, String>>().await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(reason)) => Err(ProposeError::Refused(reason)),
+        Err(e) => Err(unreachable_leader(e)),
+    }
+}
+
+fn unreachable_leader(e: reqwest::Error) -> ProposeError {
+    ProposeError::Unavailable(format!("the leader cannot be reached: {}", e.without_url()))
+}
+
+fn no_leader() -> ProposeError {
+    ProposeError::Unavailable(
+        "no leader is known: this node cannot reach a majority of the cluster".into(),
+    )
+}
+
+fn refused_to_error(response: CommandResponse) -> Result<CommandResponse, ProposeError> {
+    match response.refused {
+        Some(reason) => Err(ProposeError::Refused(reason)),
+        None => Ok(response),
+    }
+}
+
+pub(crate) fn raft_error<E: std::fmt::Display>(e: E) -> ProposeError {
+    ProposeError::Raft(e.to_string())
+}
