@@ -315,8 +315,8 @@ fn divergence(states: &[NodeState]) -> Vec<String> {
         let positions: Vec<String> = states
             .iter()
             .map(|s| match &s.applied {
-                Some(id) => format!("node {} at {id}", s.node),
-                None => format!("node {} at nothing", s.node),
+                Some(id) => format!("node {} at index {}", s.node, id.index),
+                None => format!("node {} at none", s.node),
             })
             .collect();
         return vec![format!(
@@ -465,7 +465,7 @@ pub fn check_mailboxes(dovecot: &Dovecot, expected: &[ExpectedQuarantine]) -> Ve
             let left = copies(&inbox, id);
             if left > 0 {
                 problems.push(format!(
-                    "mailbox: {id} is still in {SOURCE_FOLDER} of `{user}` ({left} copies)"
+                    "mailbox: {id} is still in {SOURCE_FOLDER} of `{user}` ({left} left)"
                 ));
             }
         }

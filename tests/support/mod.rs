@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fault_proxy;
 pub mod history;
 
@@ -115,12 +116,22 @@ pub struct NodeConfig<'a> {
 }
 
 impl NodeConfig<'_> {
+    /// Writes `pullback.toml` for a node running alone, with its data in `dir/node`.
     pub fn write(&self) -> PathBuf {
+        let text = self.text(1, &self.dir.join("node"), self.listen, "");
+        let path = self.dir.join("pullback.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// The configuration of node `id` listening on `listen`, with `extra` TOML appended (a
+    /// `[cluster]` section).
+    pub fn text(&self, id: u64, data: &Path, listen: SocketAddr, extra: &str) -> String {
         let hash = |key: &str| hex::encode(pullback_api::hash_key(key));
-        let text = format!(
+        format!(
             r#"
 [node]
-id = 1
+id = {id}
 data_dir = {data:?}
 listen = "{listen}"
 {tls}
@@ -161,9 +172,10 @@ kinds = ["message_delivered", "click_permitted"]
 classifications = ["phish", "malware"]
 threat_statuses = ["active"]
 responses = ["quarantine"]
+
+{extra}
 "#,
-            data = self.dir.join("node").display().to_string(),
-            listen = self.listen,
+            data = data.display().to_string(),
             tls = match &self.tls {
                 Some((cert, key)) =>
                     format!("tls = {{ cert_file = {cert:?}, key_file = {key:?} }}"),
@@ -175,10 +187,7 @@ responses = ["quarantine"]
             reader = hash(READER_KEY),
             tap = self.tap,
             mailboxes = self.mailboxes,
-        );
-        let path = self.dir.join("pullback.toml");
-        std::fs::write(&path, text).expect("write config");
-        path
+        )
     }
 }
 
@@ -293,6 +302,24 @@ impl Api {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// Like [`Api::get`], but `None` when the node cannot be reached.
+    pub async fn try_get(&self, path: &str) -> Option<(u16, Value)> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.key)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        Some((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {

@@ -44,6 +44,7 @@ pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: Worke
                     "leadership ended; stopping leader work"
                 );
                 stop_all(stop, tasks).await;
+                *node.leader_work.lock().expect("leader work lock") = None;
             }
             if let Some(term) = leading_term {
                 tracing::info!(

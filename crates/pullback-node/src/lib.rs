@@ -70,7 +70,8 @@ pub struct NodeStatus {
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
     pub members: Vec<u64>,
-    /// When this node, as leader, last started its pollers and workers, and for which term.
+    /// Since when, and for which term, this node runs the leader's pollers and workers;
+    /// `None` when it does not (a follower, or a leader that lost touch with its majority).
     pub leader_work: Option<LeaderWork>,
 }
 
@@ -230,12 +231,14 @@ impl Node {
             api: cluster.api_address(config.node.listen),
         };
         let dir = config.node.cluster_dir();
+        let mut created = false;
         if !self.raft.is_initialized().await? {
             if cluster::created_here(&dir) {
                 tracing::info!(node = self.id, "creating the cluster's group");
                 self.raft
                     .initialize(BTreeMap::from([(self.id, me.clone())]))
                     .await?;
+                created = true;
             } else {
                 let seeds = cluster::read_seeds(&dir);
                 if seeds.is_empty() {
@@ -259,11 +262,15 @@ impl Node {
                 cert_pem,
                 key_pem: pullback_domain::Secret(key_pem),
             };
-            self.spawn_background(settle(
-                self.clone(),
-                "storing the cluster CA",
-                vec![command],
-            ));
+            let store = settle(self.clone(), "storing the cluster CA", vec![command]);
+            if created {
+                // A new cluster admits nobody until its CA is stored: do it before serving.
+                tokio::time::timeout(PROPOSE_TIMEOUT, store)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the new cluster could not store its CA"))?;
+            } else {
+                self.spawn_background(store);
+            }
         }
         let conditions = config
             .match_conditions

@@ -102,7 +102,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let signature = Some(meta.signature());
         let data = data.into_inner();
         snapshot::install(&self.db, meta, &data)
-            .map_err(|e| StorageIOError::write_snapshot(signature, &e).into())
+            .map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes = data.len(),
+            last_log_id = ?meta.last_log_id.map(|l| l.index),
+            "installed a snapshot from the leader"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -119,6 +126,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, data) = snapshot::build(&self.db)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
+        tracing::debug!(snapshot = %meta.snapshot_id, bytes = data.len(), "built a snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

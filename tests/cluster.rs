@@ -1,0 +1,291 @@
+//! Faults a cluster of real `pullback` processes must survive without losing or repeating
+//! work: its leader killed again and again, its leader cut off from the others, every node
+//! restarting at once, a follower losing its disk. Each test ends with the history check,
+//! which reads every node's store and the mailboxes.
+
+mod support;
+
+use pullback_domain::AlertKind;
+use pullback_mailbox::headers::MessageHeaders;
+use pullback_mailbox::testing::Dovecot;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::cluster::{ClusterOptions, TestCluster};
+use support::history::{self, Expected, ExpectedAlert, ExpectedQuarantine};
+use support::*;
+
+/// A configuration for every node of a test cluster: a TAP source and a Dovecot (or
+/// nothing to quarantine).
+fn base<'a>(dir: &'a std::path::Path, tap: SocketAddr, mailboxes: String) -> NodeConfig<'a> {
+    NodeConfig {
+        dir,
+        // Each node gets its own address; this one is not used.
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tap,
+        mailboxes,
+        worker_concurrency: 4,
+        tls: None,
+    }
+}
+
+/// Pushes `count` alerts with ids `<prefix>-<n>` through node `via`, in requests of `per`.
+async fn push_alerts(cluster: &TestCluster, via: u64, prefix: &str, count: usize, per: usize) {
+    let api = cluster.api(via);
+    for start in (0..count).step_by(per) {
+        let alerts: Vec<_> = (start..(start + per).min(count))
+            .map(|n| json!({ "id": format!("{prefix}-{n}"), "recipients": ["someone@corp.test"] }))
+            .collect();
+        let (status, body) = api
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/alerts",
+                json!({ "source": "script", "alerts": alerts }),
+            )
+            .await;
+        assert_eq!(
+            status,
+            200,
+            "push through node {via}: {body}\n{}",
+            cluster.logs()
+        );
+    }
+}
+
+fn expected_pushed(prefix: &str, count: usize) -> Vec<ExpectedAlert> {
+    (0..count)
+        .map(|n| ExpectedAlert::new("script", &format!("id:{prefix}-{n}")))
+        .collect()
+}
+
+fn assert_history(cluster: &mut TestCluster, expected: &Expected, dovecot: Option<&Dovecot>) {
+    cluster.stop_all();
+    let problems = history::check(&cluster.stores(), expected, dovecot);
+    assert!(
+        problems.is_empty(),
+        "the history check found problems:\n  - {}\n{}",
+        problems.join("\n  - "),
+        cluster.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_repeatedly_loses_and_repeats_nothing() {
+    const USERS: usize = 8;
+    const MESSAGES: [&str; 5] = [
+        "phish/sample-1006.eml",
+        "phish/sample-1086.eml",
+        "phish/sample-1133.eml",
+        "phish/sample-1261.eml",
+        "phish/sample-1266.eml",
+    ];
+    let users: Vec<String> = (0..USERS).map(|i| format!("user{i}@corp.test")).collect();
+    let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let dovecot = Dovecot::start(&user_refs);
+    let (tap, tap_address) = start_tap().await;
+    // Each IMAP connection waits, so quarantines are in flight when the leader dies.
+    let upstream: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
+    let slow = latency_proxy(upstream, Duration::from_millis(80)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 3,
+        base: base(dir.path(), tap_address, imap_mailbox(&dovecot, slow)),
+        proxied: false,
+        snapshot_logs: 20_000,
+    })
+    .await;
+
+    let started = chrono::Utc::now();
+    let mut expected = Expected::default();
+    let mut leader = cluster.wait_for_leader(None).await;
+    for (round, path) in MESSAGES.iter().enumerate() {
+        let message = shared_mail(path);
+        let message_id = MessageHeaders::parse(&message).message_id.unwrap();
+        for user in &users {
+            dovecot.deliver(user, "INBOX", &message);
+            expected
+                .quarantined
+                .push(ExpectedQuarantine::new(user, message_id.as_str()));
+        }
+        let event = delivered_event(&format!("ev-{round}"), &message, &user_refs, "active");
+        expected.alerts.push(ExpectedAlert::from_tap_event(
+            "tap",
+            AlertKind::MessageDelivered,
+            &event,
+        ));
+        serve_event(&tap, AlertKind::MessageDelivered, event);
+
+        // Let the leader fetch and start moving mail, then kill it mid-way.
+        tokio::time::sleep(Duration::from_millis(1200 + 150 * round as u64)).await;
+        cluster.kill(leader);
+        let successor = cluster.wait_for_leader(Some(leader)).await;
+        cluster.start_node(leader).await;
+        leader = successor;
+    }
+
+    let api = cluster.api(leader);
+    assert!(
+        api.wait_until_idle(started).await,
+        "the cluster did not finish its work:\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+    assert_history(&mut cluster, &expected, Some(&dovecot));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_leader_stops_and_the_majority_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 3,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: true,
+        snapshot_logs: 20_000,
+    })
+    .await;
+    let old = cluster.wait_for_leader(None).await;
+    push_alerts(&cluster, old, "before", 20, 10).await;
+
+    cluster.faults.isolate(old, &[1, 2, 3]);
+    let new = cluster.wait_for_leader(Some(old)).await;
+    assert_ne!(new, old);
+    // The majority takes writes, through its leader or a follower.
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != old && *id != new)
+        .unwrap();
+    push_alerts(&cluster, new, "during", 20, 10).await;
+    push_alerts(&cluster, follower, "during-follower", 5, 5).await;
+
+    // The cut-off node answers, but refuses to pretend: no reads, no writes.
+    let isolated = cluster.api(old);
+    let (status, body) = isolated.get("/api/v1/alerts").await;
+    assert_eq!(status, 503, "a read on the isolated node: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("majority"),
+        "{body}"
+    );
+    let (status, body) = isolated
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/alerts",
+            json!({ "source": "script", "alerts": [{ "id": "lost-1" }] }),
+        )
+        .await;
+    assert_eq!(status, 503, "a write on the isolated node: {body}");
+    // It may still call itself leader (nothing told it otherwise), but it stopped its
+    // pollers and workers once it lost touch with the majority.
+    let (_, own) = isolated.get("/api/v1/status").await;
+    assert!(
+        own["leader_work"].is_null(),
+        "the isolated node still works: {own}"
+    );
+
+    cluster.faults.heal();
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+    let (status, alerts) = isolated.get("/api/v1/alerts?limit=1000").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        alerts["total"], 45,
+        "the healed node sees the majority's writes"
+    );
+
+    let mut expected = Expected::default();
+    for (prefix, count) in [("before", 20), ("during", 20), ("during-follower", 5)] {
+        expected.alerts.extend(expected_pushed(prefix, count));
+    }
+    assert_history(&mut cluster, &expected, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_nodes_restarted_at_once_come_back_with_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 5,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: false,
+        snapshot_logs: 20_000,
+    })
+    .await;
+    let leader = cluster.wait_for_leader(None).await;
+    push_alerts(&cluster, leader, "first", 30, 10).await;
+    // Through a follower too: forwarded writes are acknowledged only once committed.
+    let follower = (1..=5).find(|id| *id != leader).unwrap();
+    push_alerts(&cluster, follower, "second", 30, 10).await;
+
+    for id in 1..=5 {
+        cluster.kill(id);
+    }
+    for id in 1..=5 {
+        cluster.start_node(id).await;
+    }
+    let leader = cluster.wait_for_leader(None).await;
+    push_alerts(&cluster, leader, "third", 10, 10).await;
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+    for id in 1..=5 {
+        let (status, alerts) = cluster.api(id).get("/api/v1/alerts?limit=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(alerts["total"], 70, "node {id} after the restart");
+    }
+
+    let mut expected = Expected::default();
+    for (prefix, count) in [("first", 30), ("second", 30), ("third", 10)] {
+        expected.alerts.extend(expected_pushed(prefix, count));
+    }
+    assert_history(&mut cluster, &expected, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 3,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: false,
+        // Snapshot and purge the log often, so the wiped node cannot replay it from the start.
+        snapshot_logs: 10,
+    })
+    .await;
+    let leader = cluster.wait_for_leader(None).await;
+    push_alerts(&cluster, leader, "old", 60, 2).await;
+    let lost = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.wipe(lost);
+    push_alerts(&cluster, leader, "while-away", 60, 2).await;
+
+    // The operator gives the replacement disk a new token; the node keeps its id.
+    cluster.join(lost).await;
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+    let (status, alerts) = cluster.api(lost).get("/api/v1/alerts?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(alerts["total"], 120, "the rejoined node holds everything");
+    let log = cluster.node(lost).server.as_ref().unwrap().log_text();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "the node caught up without a snapshot:\n{}",
+        cluster.logs()
+    );
+
+    let mut expected = Expected::default();
+    expected.alerts.extend(expected_pushed("old", 60));
+    expected.alerts.extend(expected_pushed("while-away", 60));
+    assert_history(&mut cluster, &expected, None);
+}
