@@ -14,12 +14,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// How long a leader may go without hearing from a majority before it stops its work; longer
-/// than a few heartbeats, shorter than the election timeout, so it stops before a successor
-/// can start.
-const LEASE: Duration = Duration::from_millis(450);
+/// How long a leader may go without hearing from a majority before it stops its work: three
+/// heartbeats. With [`LEASE_CHECK`] it stays below the time followers refuse to vote for a
+/// successor (`ELECTION_TIMEOUT_MAX_MS`), so the old leader stops before a new one starts.
+const LEASE: Duration = Duration::from_millis(300);
 /// How often the lease is checked when nothing else changes.
-const LEASE_CHECK: Duration = Duration::from_millis(100);
+const LEASE_CHECK: Duration = Duration::from_millis(50);
+
+const _: () =
+    assert!((LEASE.as_millis() + LEASE_CHECK.as_millis()) < crate::ELECTION_TIMEOUT_MAX_MS as u128);
 
 pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: WorkerConfig) {
     let mut raft_metrics = node.raft.metrics();

@@ -30,6 +30,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+/// How often the leader sends heartbeats.
+const HEARTBEAT_MS: u64 = 100;
+/// The longest a follower waits without a heartbeat before it calls an election; also how
+/// long it refuses to vote for anyone else after hearing from a leader.
+pub(crate) const ELECTION_TIMEOUT_MAX_MS: u64 = 500;
 /// How long a write may wait for a leader and a majority before the caller is told.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read may wait to confirm that its answer is current.
@@ -149,9 +154,12 @@ impl Node {
         let snapshot_logs = config.cluster.as_ref().map_or(20_000, |c| c.snapshot_logs);
         let raft_config = openraft::Config {
             cluster_name: "pullback".into(),
-            heartbeat_interval: 150,
-            election_timeout_min: 500,
-            election_timeout_max: 900,
+            // A follower refuses to vote until `election_timeout_max` has passed since it last
+            // heard from a leader (openraft's leader lease), so failover takes between one and
+            // two of these; a narrow range keeps it short.
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: 350,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
             max_in_snapshot_log_to_keep: snapshot_logs.min(2_000),
             ..Default::default()
