@@ -289,3 +289,134 @@ async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
     expected.alerts.extend(expected_pushed("while-away", 60));
     assert_history(&mut cluster, &expected, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn join_tokens_come_from_admins_admit_once_and_pin_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let cluster = TestCluster::start(ClusterOptions {
+        nodes: 1,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: false,
+        snapshot_logs: 20_000,
+    })
+    .await;
+    let admin = cluster.api(1);
+    let analyst = Api {
+        key: ANALYST_KEY.into(),
+        ..admin.clone()
+    };
+    let (status, _) = analyst
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cluster/join-tokens",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "an analyst issued a join token");
+    let (status, _) = analyst
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/cluster/members/1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "an analyst removed a member");
+
+    // The join call needs no API key, only a token.
+    let anonymous = Api {
+        key: String::new(),
+        ..admin.clone()
+    };
+    let request = |token: &str| {
+        json!({
+            "token": token, "node_id": 9,
+            "member": { "raft": "127.0.0.9:1", "api": "https://127.0.0.9:2" },
+            "names": ["127.0.0.9"],
+        })
+    };
+    let (status, body) = anonymous
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cluster/join",
+            request("pbj1.nonsense"),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let fake = format!("pbj1.{}.{}", "ab".repeat(32), "cd".repeat(32));
+    let (status, body) = anonymous
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cluster/join",
+            request(&fake),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not known"),
+        "{body}"
+    );
+
+    let token = cluster.token().await;
+    let (status, body) = anonymous
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cluster/join",
+            request(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["cert_pem"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    let (status, body) = anonymous
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/cluster/join",
+            request(&token),
+        )
+        .await;
+    assert_eq!(status, 403, "a token admitted twice: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+
+    // A token naming another cluster's CA is never sent to this one.
+    let other = cluster.token().await;
+    let (secret, _) = other.rsplit_once('.').unwrap();
+    let wrong_ca = format!("{secret}.{}", "00".repeat(32));
+    let config = dir.path().join("stranger.toml");
+    let text = base(dir.path(), tap_address, String::new()).text(
+        7,
+        &dir.path().join("stranger"),
+        "127.0.0.1:1".parse().unwrap(),
+        "[cluster]\nraft_listen = \"127.0.0.1:2\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
+        .args(["cluster", "join", "--peer", &admin.base, "--config"])
+        .arg(&config)
+        .env("PULLBACK_JOIN_TOKEN", &wrong_ca)
+        .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not the cluster that issued the token"),
+        "{stderr}"
+    );
+    // The secret was not spent: the real CA's token still admits a node.
+    let (status, body) = anonymous
+        .send(reqwest::Method::POST, "/api/v1/cluster/join", {
+            let mut r = request(&other);
+            r["node_id"] = json!(10);
+            r
+        })
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

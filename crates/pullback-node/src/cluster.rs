@@ -554,3 +554,31 @@ fn refused_to_error(response: CommandResponse) -> Result<CommandResponse, Propos
 pub(crate) fn raft_error<E: std::fmt::Display>(e: E) -> ProposeError {
     ProposeError::Raft(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_token_reads_back_as_written_and_nothing_else_passes() {
+        let token = JoinToken {
+            secret: "ab".repeat(32),
+            ca_fingerprint: "cd".repeat(32),
+        };
+        assert_eq!(JoinToken::parse(&format!(" {token}\n")), Ok(token.clone()));
+        // The store keeps a hash, not the secret.
+        assert_ne!(token.secret_sha256(), token.secret);
+        assert_eq!(token.secret_sha256().len(), 64);
+        for bad in [
+            "",
+            "pbj1",
+            "pbj2.ab.cd",
+            &format!("pbj1.{}", "ab".repeat(32)),
+            &format!("pbj1.{}.{}", "ab".repeat(31), "cd".repeat(32)),
+            &format!("pbj1.{}.{}.x", "ab".repeat(32), "cd".repeat(32)),
+            &format!("pbj1.{}.{}", "zz".repeat(32), "cd".repeat(32)),
+        ] {
+            assert!(JoinToken::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -534,4 +534,41 @@ responses = []
             .contains("x1")
         );
     }
+
+    #[test]
+    fn a_node_certificate_covers_every_address_peers_and_clients_use() {
+        let text = "[node]\ndata_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:8480\"\n\
+                    [cluster]\nraft_listen = \"10.0.0.1:8481\"\n\
+                    raft_advertise = \"pb1.corp.example:8481\"\n\
+                    api_advertise = \"https://[fd00::1]:8480/\"\nnames = [\"pb1\"]\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let cluster = config.cluster.as_ref().unwrap();
+        assert_eq!(cluster.raft_address(), "pb1.corp.example:8481");
+        // The unspecified listen address is no name; the bracketed IPv6 host loses brackets.
+        assert_eq!(
+            cluster.certificate_names(config.node.listen),
+            ["10.0.0.1", "fd00::1", "pb1", "pb1.corp.example"]
+        );
+    }
+
+    #[test]
+    fn a_cluster_node_needs_its_own_raft_port_and_an_id() {
+        let text = "[node]\nid = 0\ndata_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:8480\"\n\
+                    [cluster]\nraft_listen = \"127.0.0.1:8480\"\nsnapshot_logs = 0\n";
+        let problems = problems_of(text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("raft_listen must differ")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("node.id")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("snapshot_logs")),
+            "{problems:?}"
+        );
+    }
 }

@@ -314,3 +314,99 @@ async fn a_database_from_a_newer_release_is_refused_with_a_reason() {
         .to_string();
     assert!(error.contains("reads formats up to"), "{error}");
 }
+
+#[tokio::test]
+async fn a_join_token_admits_one_node_before_it_expires() {
+    let mut h = Harness::new();
+    let now = Utc::now();
+    let create = |sha256: &str, minutes: i64| Command::CreateJoinToken {
+        sha256: sha256.into(),
+        expires_at: now + chrono::Duration::minutes(minutes),
+        created_by: "admin".into(),
+        at: now,
+    };
+    let spend = |sha256: &str, node_id: u64, at| Command::UseJoinToken {
+        sha256: sha256.into(),
+        node_id,
+        at,
+    };
+    h.apply(create("aa", 60)).await;
+    h.apply(create("bb", 60)).await;
+
+    let unknown = h.apply(spend("cc", 2, now)).await;
+    assert_eq!(
+        unknown.refused.as_deref(),
+        Some("the join token is not known")
+    );
+    let late = h
+        .apply(spend("bb", 3, now + chrono::Duration::minutes(61)))
+        .await;
+    assert!(late.refused.unwrap().contains("expired"));
+
+    assert_eq!(h.apply(spend("aa", 2, now)).await.refused, None);
+    let again = h.apply(spend("aa", 4, now)).await;
+    assert_eq!(
+        again.refused.as_deref(),
+        Some("the join token was already used by node 2")
+    );
+}
+
+#[tokio::test]
+async fn the_cluster_ca_is_set_once_and_its_key_never_shows_in_debug_output() {
+    let mut h = Harness::new();
+    let set = |cert: &str| Command::SetClusterCa {
+        cert_pem: cert.into(),
+        key_pem: pullback_domain::Secret("PRIVATE-KEY-BYTES".into()),
+    };
+    assert!(!format!("{:?}", set("cert")).contains("PRIVATE-KEY-BYTES"));
+
+    assert_eq!(h.apply(set("cert-1")).await.refused, None);
+    // Setting the same CA again changes nothing; another one is refused.
+    assert_eq!(h.apply(set("cert-1")).await.refused, None);
+    let other = h.apply(set("cert-2")).await;
+    assert!(
+        other
+            .refused
+            .unwrap()
+            .contains("different certificate authority")
+    );
+    let stored = h.reader.cluster_ca().unwrap().unwrap();
+    assert_eq!(stored.cert_pem, "cert-1");
+    assert_eq!(stored.key_pem.0, "PRIVATE-KEY-BYTES");
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_command_in_order_and_answers_each() {
+    let mut h = Harness::new();
+    let batch = Command::Batch {
+        commands: vec![
+            quarantine_phish(),
+            ingest(vec![draft("e1", "<m1@x>", &["a@corp.test"], "phish")]),
+            // A repeat of the alert just before it in the same entry.
+            ingest(vec![draft("e1", "<m1@x>", &["a@corp.test"], "phish")]),
+            Command::DeleteMatchCondition {
+                name: "no-such-condition".into(),
+            },
+            Command::Batch { commands: vec![] },
+        ],
+    };
+    let response = h.apply(batch).await;
+    assert_eq!(response.batch.len(), 5);
+    assert_eq!(response.batch[0].refused, None);
+    assert_eq!(response.batch[1].alerts.len(), 1);
+    assert_eq!(
+        response.batch[1].jobs.len(),
+        1,
+        "the condition of command 0 applies"
+    );
+    assert_eq!(response.batch[2].duplicates, 1);
+    assert!(
+        response.batch[3].refused.is_some(),
+        "a refusal stays with its command"
+    );
+    assert_eq!(
+        response.batch[4].refused.as_deref(),
+        Some("batches do not nest")
+    );
+    assert_eq!(h.reader.alerts().unwrap().len(), 1);
+}
