@@ -118,32 +118,41 @@ async fn run_job(
     };
     let mut first_error = None;
     while let Some(joined) = running.join_next().await {
-        let outcome = match joined {
-            Ok(Some(outcome)) => outcome,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(job = job.id, error = %e, "a mailbox task panicked");
-                continue;
+        // Whatever else has finished meanwhile is recorded in the same entry: one commit per
+        // wake-up rather than one per mailbox, while each result is still durable as soon
+        // as the worker learns it.
+        let mut outcomes = Vec::new();
+        let mut next = Some(joined);
+        while let Some(joined) = next {
+            match joined {
+                Ok(Some(outcome)) => outcomes.push(outcome),
+                Ok(None) => {}
+                Err(e) => tracing::error!(job = job.id, error = %e, "a mailbox task panicked"),
             }
-        };
-        tracing::info!(
-            job = job.id,
-            action,
-            recipient = %outcome.recipient,
-            status = outcome.status.as_str(),
-            details = %outcome.details,
-            "recipient done"
-        );
-        node.metrics
-            .recipient_outcomes
-            .with_label_values(&[action, outcome.status.as_str()])
-            .inc();
-        let at = chrono::Utc::now();
+            next = running.try_join_next();
+        }
+        if outcomes.is_empty() {
+            continue;
+        }
+        for outcome in &outcomes {
+            tracing::info!(
+                job = job.id,
+                action,
+                recipient = %outcome.recipient,
+                status = outcome.status.as_str(),
+                details = %outcome.details,
+                "recipient done"
+            );
+            node.metrics
+                .recipient_outcomes
+                .with_label_values(&[action, outcome.status.as_str()])
+                .inc();
+        }
         let command = Command::RecordOutcomes {
             job_id: job.id,
-            outcomes: vec![outcome],
+            outcomes,
             term,
-            at,
+            at: chrono::Utc::now(),
         };
         match node.propose_local(command).await {
             Ok(response) if response.refused.is_some() => {
