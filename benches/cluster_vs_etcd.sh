@@ -21,6 +21,7 @@
 #   PULLBACK_LOCAL_CLUSTER  the command that starts and stops local Pullback clusters
 #                  (cluster/local of this checkout)
 #   PULLBACK_BIN   the pullback binary the cluster runs (the one of PROFILE)
+#   PULLBACK_LOCAL_BASE_PORT  cluster/local's base port (28400: APIs on 28410, 28420, 28430)
 #
 # The Pullback half needs that command: `up N DIR` starts N nodes with data under DIR/nodeK,
 # each node's API address in DIR/nodeK/api as https://127.0.0.1:PORT, the cluster CA in
@@ -103,7 +104,8 @@ keep_logs() {
     if [ -n "${KEEP_LOGS:-}" ]; then
         local into
         into="$(mkdir -p "$KEEP_LOGS" && cd "$KEEP_LOGS" && pwd)"
-        (cd "$work" && find . -type f \( -name '*.log' -o -name log \) \
+        # Not the write-ahead logs under the data folders, which are also called *.log.
+        (cd "$work" && find . -type f \( -name '*.log' -o -name log \) -not -path '*/data/*' \
             -exec cp --parents -t "$into" {} +) || true
     fi
 }
@@ -262,8 +264,10 @@ run_etcd() {
     until ETCDCTL_API=3 etcdctl --endpoints="$endpoints" "${ctl_tls[@]}" --dial-timeout=2s \
         --command-timeout=3s endpoint health >/dev/null 2>&1; do
         for member in "${members[@]}"; do
-            kill -0 "${etcd_pids[member - 1]}" 2>/dev/null ||
-                { tail -n 20 "$work/etcd/m$member/etcd.log" >&2; die "etcd member m$member exited"; }
+            if ! kill -0 "${etcd_pids[member - 1]}" 2>/dev/null; then
+                tail -n 20 "$work/etcd/m$member/etcd.log" >&2
+                die "etcd member m$member exited"
+            fi
         done
         [ "$SECONDS" -lt "$deadline" ] || die "etcd was not healthy after ${HEALTH_WAIT_SECS}s"
         sleep 0.5
@@ -300,6 +304,8 @@ run_pullback() {
     pullback_dir="$work/pullback"
     # cluster/local runs PULLBACK_BIN, or the debug build when it is unset.
     export PULLBACK_BIN="${PULLBACK_BIN:-$CARGO_TARGET_DIR/$PROFILE/pullback}"
+    # Ports of their own, away from cluster/local's default, which a developer may be using.
+    export PULLBACK_LOCAL_BASE_PORT="${PULLBACK_LOCAL_BASE_PORT:-28400}"
     [ -x "$PULLBACK_BIN" ] || die "no pullback binary at $PULLBACK_BIN"
     log "starting Pullback ($PULLBACK_BIN): cluster/local up 3 $pullback_dir"
     timeout "$CLUSTER_UP_SECS" "$local_cluster" up 3 "$pullback_dir" >&2 ||
@@ -330,7 +336,7 @@ run_pullback() {
     log "Pullback is ready on $endpoints"
 
     run_loadgen pullback --endpoints "$endpoints" --ca-file "$ca" --api-key-file "$key"
-    jq --arg rev "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    jq --arg rev "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
         '. + {pullback_commit: $rev}' "$work/pullback.json" >"$work/pullback.result.json"
     stop_pullback
     keep_logs

@@ -21,7 +21,6 @@ pub use read::{IncidentFilter, Reader};
 pub use state_machine::StateMachine;
 
 use pullback_domain::{Command, CommandResponse};
-use std::io::Cursor;
 
 openraft::declare_raft_types!(
     /// The Raft types of a Pullback cluster.
@@ -31,7 +30,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

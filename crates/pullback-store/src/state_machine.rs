@@ -6,10 +6,12 @@ use crate::snapshot;
 use crate::{LogId, Member, NodeId, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+    AnyError, Entry, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
 };
 use pullback_domain::CommandResponse;
-use std::io::Cursor;
+use std::path::PathBuf;
+use tokio::io::AsyncSeekExt;
 
 type Membership = StoredMembership<NodeId, Member>;
 
@@ -17,6 +19,8 @@ type Membership = StoredMembership<NodeId, Member>;
 #[derive(Clone, Debug)]
 pub struct StateMachine {
     db: Db,
+    /// The file a snapshot is being received into.
+    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
@@ -24,7 +28,10 @@ impl StateMachine {
         // Fail at open, not at the first apply, when the stored state cannot be read.
         db.get::<Option<LogId>>(Cf::State, keys::APPLIED)?;
         db.get::<Membership>(Cf::State, keys::MEMBERSHIP)?;
-        Ok(StateMachine { db })
+        Ok(StateMachine {
+            db,
+            receiving: None,
+        })
     }
 
     fn applied(&self) -> Result<(Option<LogId>, Membership), StoreError> {
@@ -90,22 +97,62 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = snapshot::receiving(&self.db)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
+        // Read and write: openraft writes the chunks, installing reads them back.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e)))
+            })?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        data: Box<Cursor<Vec<u8>>>,
+        data: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let signature = Some(meta.signature());
-        let data = data.into_inner();
-        snapshot::install(&self.db, meta, &data)
-            .map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
+        let failed = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::write_snapshot(
+                signature.clone(),
+                AnyError::error(e.to_string()),
+            ))
+        };
+        // The data may come from the file begun above or, as openraft's own tests do, from
+        // another node's snapshot: copy it from its start into a file of this store's.
+        let mut data = *data;
+        let received = snapshot::receiving(&self.db).map_err(|e| failed(&e))?;
+        let mut copy = tokio::fs::File::create(&received)
+            .await
+            .map_err(|e| failed(&e))?;
+        data.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| failed(&e))?;
+        tokio::io::copy(&mut data, &mut copy)
+            .await
+            .map_err(|e| failed(&e))?;
+        copy.sync_all().await.map_err(|e| failed(&e))?;
+        drop((data, copy));
+        if let Some(begun) = self.receiving.take()
+            && begun != received
+        {
+            let _ = tokio::fs::remove_file(&begun).await;
+        }
+        let (db, owned) = (self.db.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || snapshot::install(&db, &owned, &received))
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
         tracing::info!(
             snapshot = %meta.snapshot_id,
-            bytes = data.len(),
             last_log_id = ?meta.last_log_id.map(|l| l.index),
             "installed a snapshot from the leader"
         );
@@ -115,21 +162,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let stored = snapshot::current(&self.db)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
-        Ok(stored.map(|(meta, data)| Snapshot {
+        let Some((meta, path)) = stored else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, data) = snapshot::build(&self.db)
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
-        tracing::debug!(snapshot = %meta.snapshot_id, bytes = data.len(), "built a snapshot");
+        let failed = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::read_snapshot(
+                None,
+                AnyError::error(e.to_string()),
+            ))
+        };
+        let db = self.db.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || snapshot::build(&db))
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
+        tracing::debug!(snapshot = %meta.snapshot_id, "built a snapshot");
+        let file = tokio::fs::File::open(&path).await.map_err(|e| failed(&e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }

@@ -9,6 +9,7 @@ use pullback_domain::{
     RecipientStatus, Response, Threat, ThreatKind,
 };
 use pullback_store::{IncidentFilter, Reader, StateMachine, TypeConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -283,14 +284,34 @@ async fn state_survives_a_reopen_and_a_snapshot_rebuilds_it_elsewhere() {
 
     let other = tempfile::tempdir().unwrap();
     let (_log, mut fresh, fresh_reader) = pullback_store::open(other.path()).unwrap();
-    let data = snapshot.snapshot.clone();
-    fresh.install_snapshot(&snapshot.meta, data).await.unwrap();
+    // Sent the way openraft sends it: read in small chunks into the receiver's own file.
+    let mut receiving = fresh.begin_receiving_snapshot().await.unwrap();
+    let mut source = snapshot.snapshot;
+    let mut chunk = vec![0u8; 100];
+    let mut sent = 0;
+    loop {
+        let n = source.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        receiving.write_all(&chunk[..n]).await.unwrap();
+        sent += n;
+    }
+    assert!(sent > 300, "the snapshot went in several chunks");
+    receiving.flush().await.unwrap();
+    fresh
+        .install_snapshot(&snapshot.meta, receiving)
+        .await
+        .unwrap();
     assert_eq!(fresh.applied_state().await.unwrap().0, applied);
     assert_eq!(fresh_reader.alerts().unwrap(), reader.alerts().unwrap());
     assert_eq!(fresh_reader.jobs().unwrap(), reader.jobs().unwrap());
     assert_eq!(fresh_reader.match_conditions().unwrap().len(), 1);
     // The dedup index came along: the same event is still a repeat there.
     let current = fresh.get_current_snapshot().await.unwrap().expect("kept");
+    assert_eq!(current.meta.snapshot_id, snapshot.meta.snapshot_id);
+    // The built snapshot outlives a reopen of the node that built it.
+    let current = sm.get_current_snapshot().await.unwrap().expect("kept");
     assert_eq!(current.meta.snapshot_id, snapshot.meta.snapshot_id);
 }
 
