@@ -10,6 +10,8 @@
 # Settings from the environment:
 #   CONCURRENCY    client tasks, each with one write in flight (64)
 #   PAYLOAD        bytes of user data per write (512)
+#   BATCH          records per request: an etcd transaction of BATCH puts, a Pullback push of
+#                  BATCH alerts (1)
 #   DURATION       measured seconds per cluster (20)
 #   WARMUP         seconds of writes before the measured window (3)
 #   ETCD_PORT_BASE etcd members listen on BASE+1..3 for clients and BASE+11..13 for peers (23790)
@@ -43,6 +45,7 @@ both | etcd | pullback) ;;
 esac
 
 CONCURRENCY="${CONCURRENCY:-64}"
+BATCH="${BATCH:-1}"
 PAYLOAD="${PAYLOAD:-512}"
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-3}"
@@ -182,7 +185,7 @@ run_loadgen() {
     start_sampler "$samples"
     local output status=0
     output=$(timeout --kill-after=5 "$LOADGEN_SECS" "$loadgen" "$target" \
-        --concurrency "$CONCURRENCY" --payload "$PAYLOAD" \
+        --concurrency "$CONCURRENCY" --payload "$PAYLOAD" --batch "$BATCH" \
         --duration-secs "$DURATION" --warmup-secs "$WARMUP" --json "$@") || status=$?
     stop_sampler "$samples"
     echo "$output" | grep -v '^{' >&2 || true

@@ -79,6 +79,10 @@ struct LoadArgs {
     /// Writes before the measured window, not counted.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
     warmup_secs: u64,
+    /// Records per request: etcd puts them in one transaction, Pullback takes them as one
+    /// push of several alerts (the way its pollers commit a window of events).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
     /// Deadline of one request, connection included.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     timeout_secs: u64,
@@ -92,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
     let (load, target) = match Cli::parse().target {
         TargetArgs::Etcd { load, ca_file } => {
             let http = http_client(&load, ca_file.as_deref())?;
-            (load, Target::Etcd { http })
+            let batch = load.batch;
+            (load, Target::Etcd { http, batch })
         }
         TargetArgs::Pullback {
             load,
@@ -101,11 +106,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let http = http_client(&load, Some(&ca_file))?;
             let authorization = bearer(&read_api_key(&api_key_file)?)?;
+            let batch = load.batch;
             (
                 load,
                 Target::Pullback {
                     http,
                     authorization,
+                    batch,
                 },
             )
         }
@@ -167,10 +174,12 @@ fn bearer(key: &str) -> anyhow::Result<reqwest::header::HeaderValue> {
 enum Target {
     Etcd {
         http: reqwest::Client,
+        batch: u64,
     },
     Pullback {
         http: reqwest::Client,
         authorization: reqwest::header::HeaderValue,
+        batch: u64,
     },
 }
 
@@ -222,6 +231,7 @@ impl Target {
     fn write_url(&self, endpoint: &str) -> String {
         let base = endpoint.trim_end_matches('/');
         match self {
+            Target::Etcd { .. } if self.batch() > 1 => format!("{base}/v3/kv/txn"),
             Target::Etcd { .. } => format!("{base}/v3/kv/put"),
             Target::Pullback { .. } => format!("{base}/api/v1/alerts"),
         }
@@ -232,7 +242,18 @@ impl Target {
     /// comes to `payload` bytes (or as little above as its fixed fields allow), filled up
     /// through its subject.
     fn body(&self, key: &str, payload: usize, padding: &mut Padding) -> Vec<u8> {
+        let keys: Vec<String> = (0..self.batch()).map(|n| batch_key(key, n)).collect();
         match self {
+            Target::Etcd { .. } if keys.len() > 1 => {
+                let puts: Vec<Value> = keys
+                    .iter()
+                    .map(|key| {
+                        let value = padding.text(payload);
+                        json!({"requestPut": {"key": BASE64.encode(key), "value": BASE64.encode(value)}})
+                    })
+                    .collect();
+                json!({ "success": puts }).to_string().into_bytes()
+            }
             Target::Etcd { .. } => {
                 let value = padding.text(payload);
                 json!({"key": BASE64.encode(key), "value": BASE64.encode(value)})
@@ -240,20 +261,37 @@ impl Target {
                     .into_bytes()
             }
             Target::Pullback { .. } => {
-                let bare = alert_request(key, "").to_string().len();
-                let subject = padding.text(payload.saturating_sub(bare));
-                alert_request(key, &subject).to_string().into_bytes()
+                let bare = alert_request(&keys[..1], "").to_string().len();
+                let subjects: Vec<String> = keys
+                    .iter()
+                    .map(|_| padding.text(payload.saturating_sub(bare)))
+                    .collect();
+                let alerts: Vec<Value> = keys
+                    .iter()
+                    .zip(&subjects)
+                    .map(|(key, subject)| alert(key, subject))
+                    .collect();
+                json!({ "source": "loadgen", "alerts": alerts })
+                    .to_string()
+                    .into_bytes()
             }
+        }
+    }
+
+    fn batch(&self) -> u64 {
+        match self {
+            Target::Etcd { batch, .. } | Target::Pullback { batch, .. } => *batch,
         }
     }
 
     /// Sends one write and waits for the cluster to say it was committed.
     async fn write(&self, url: &str, body: Vec<u8>) -> Result<Committed, WriteError> {
         let request = match self {
-            Target::Etcd { http } => http.post(url),
+            Target::Etcd { http, .. } => http.post(url),
             Target::Pullback {
                 http,
                 authorization,
+                ..
             } => http
                 .post(url)
                 .header(reqwest::header::AUTHORIZATION, authorization.clone()),
@@ -282,18 +320,29 @@ impl Target {
     }
 }
 
-/// The ingest request carrying one alert keyed by `key`.
-fn alert_request(key: &str, subject: &str) -> Value {
+/// The ingest request carrying one alert for each of `keys`.
+fn alert_request(keys: &[String], subject: &str) -> Value {
+    let alerts: Vec<Value> = keys.iter().map(|key| alert(key, subject)).collect();
+    json!({ "source": "loadgen", "alerts": alerts })
+}
+
+fn alert(key: &str, subject: &str) -> Value {
     json!({
-        "source": "loadgen",
-        "alerts": [{
-            "id": key,
-            "message_id": format!("<{key}@loadgen>"),
-            "recipients": ["user@example.com"],
-            "sender": "attacker@example.net",
-            "subject": subject,
-        }]
+        "id": key,
+        "message_id": format!("<{key}@loadgen>"),
+        "recipients": ["user@example.com"],
+        "sender": "attacker@example.net",
+        "subject": subject,
     })
+}
+
+/// The key of record `n` of the request keyed by `key`.
+fn batch_key(key: &str, n: u64) -> String {
+    if n == 0 {
+        key.to_owned()
+    } else {
+        format!("{key}.{n:03}")
+    }
 }
 
 /// A put answered 200 carries the header of the revision it created.
@@ -310,8 +359,8 @@ fn read_pullback_answer(answer: &Value) -> Result<Committed, WriteError> {
     let new = answer.get("alerts").and_then(Value::as_array).map(Vec::len);
     let duplicates = answer.get("duplicates").and_then(Value::as_u64);
     match (new, duplicates) {
-        (Some(1), Some(0)) => Ok(Committed::New),
-        (Some(0), Some(1)) => Ok(Committed::Duplicate),
+        (Some(n), Some(0)) if n > 0 => Ok(Committed::New),
+        (Some(0), Some(d)) if d > 0 => Ok(Committed::Duplicate),
         _ => Err(WriteError::new(
             "answer",
             format!("unexpected answer {answer}"),
@@ -406,7 +455,8 @@ async fn client_task(
         let counted = window.contains(finished);
         match outcome {
             Ok(Committed::New) if counted => {
-                tally.committed += 1;
+                // Every record of the request committed with it.
+                tally.committed += target.batch();
                 tally.latencies.record(finished - started);
             }
             Ok(Committed::Duplicate) if counted => tally.duplicates += 1,
@@ -605,6 +655,7 @@ mod tests {
         Target::Pullback {
             http: reqwest::Client::new(),
             authorization: bearer("k").unwrap(),
+            batch: 1,
         }
     }
 
@@ -623,6 +674,7 @@ mod tests {
     fn etcd_values_carry_the_payload() {
         let etcd = Target::Etcd {
             http: reqwest::Client::new(),
+            batch: 1,
         };
         let body = etcd.body("k", 512, &mut Padding::new(3));
         let request: Value = serde_json::from_slice(&body).unwrap();

@@ -56,14 +56,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Waits until this node has applied every write acknowledged before the request arrived
-/// (the Raft read index), or answers 503 when no majority confirms it in time.
+/// Before a read, waits until this node has applied every write acknowledged before the
+/// request arrived (the Raft read index), or answers 503 when no majority confirms it in time.
 async fn consistent_reads(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, error::ApiError> {
-    state.node.read_barrier().await?;
+    // A write needs no barrier: it is ordered by the log, and committing it already proves
+    // a majority.
+    let method = request.method();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        state.node.read_barrier().await?;
+    }
     Ok(next.run(request).await)
 }
 

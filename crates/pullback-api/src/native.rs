@@ -350,7 +350,13 @@ pub(crate) async fn commit(
             reason.clone(),
         ));
     }
-    tracing::info!(caller = %caller.name, command = name, "change committed");
+    // Pushed alerts are counted per source and kept with their source; a line per push would
+    // drown the changes people make.
+    if matches!(name, "ingest_alerts") {
+        tracing::debug!(caller = %caller.name, command = name, "change committed");
+    } else {
+        tracing::info!(caller = %caller.name, command = name, "change committed");
+    }
     Ok(response)
 }
 

@@ -152,17 +152,28 @@ pub(crate) fn peer_routes(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-type Answer<T> = Json<Result<T, String>>;
+/// A peer's answer keeps the kind of error, so a follower passes "no majority" on as such.
+type Answer<T> = Json<Result<T, ProposeError>>;
 
+/// Commits commands forwarded together by a follower; each gets its own answer. They enter
+/// the leader's grouping queue together, so they usually share one log entry.
 async fn propose(
     State(node): State<Arc<Node>>,
-    Json(command): Json<Command>,
-) -> Answer<CommandResponse> {
-    Json(node.propose_here(command).await.map_err(|e| e.to_string()))
+    Json(commands): Json<Vec<Command>>,
+) -> Answer<Vec<Result<CommandResponse, ProposeError>>> {
+    if !node.leader_is_here() {
+        return Json(Err(ProposeError::NotLeader {
+            leader: node.raft.metrics().borrow().current_leader,
+        }));
+    }
+    let answers = commands
+        .into_iter()
+        .map(|command| node.propose_here(command));
+    Json(Ok(futures::future::join_all(answers).await))
 }
 
 async fn read_index(State(node): State<Arc<Node>>) -> Answer<Option<u64>> {
-    Json(node.read_index_here().await.map_err(|e| e.to_string()))
+    Json(node.read_index_here().await)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -172,11 +183,7 @@ pub(crate) struct AddRequest {
 }
 
 async fn add(State(node): State<Arc<Node>>, Json(request): Json<AddRequest>) -> Answer<()> {
-    Json(
-        node.add_member_here(request.id, request.member)
-            .await
-            .map_err(|e| e.to_string()),
-    )
+    Json(node.add_member_here(request.id, request.member).await)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,11 +192,7 @@ pub(crate) struct RemoveRequest {
 }
 
 async fn remove(State(node): State<Arc<Node>>, Json(request): Json<RemoveRequest>) -> Answer<()> {
-    Json(
-        node.remove_member_here(request.id)
-            .await
-            .map_err(|e| e.to_string()),
-    )
+    Json(node.remove_member_here(request.id).await)
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<ClusterStatus> {
@@ -479,6 +482,48 @@ impl Node {
     }
 }
 
+/// Sends the proposals waiting on a follower to the leader, whatever is waiting when a
+/// request can start going in one request, a few requests at a time.
+pub(crate) async fn forward_groups(
+    node: Arc<Node>,
+    mut waiting: tokio::sync::mpsc::Receiver<crate::Pending>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(crate::GROUPS_IN_FLIGHT));
+    while let Some(first) = waiting.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < crate::MAX_GROUP {
+            match waiting.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let node = node.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (commands, replies): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let answers = node
+                .call_leader::<_, Vec<Result<CommandResponse, ProposeError>>>("propose", &commands)
+                .await;
+            match answers {
+                Ok(answers) => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Asks the given seeds, in turn and until one succeeds, to add this node to the group.
 pub(crate) async fn ask_to_join(node: Arc<Node>, member: Member, seeds: Vec<String>) {
     let Some(client) = node.peers.clone() else {
@@ -527,9 +572,9 @@ async fn decode_answer<T: serde::de::DeserializeOwned>(
     let response = sent
         .and_then(|r| r.error_for_status())
         .map_err(unreachable_leader)?;
-    match response.json::<Result<T, String>>().await {
+    match response.json::<Result<T, ProposeError>>().await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(reason)) => Err(ProposeError::Refused(reason)),
+        Ok(Err(e)) => Err(e),
         Err(e) => Err(unreachable_leader(e)),
     }
 }

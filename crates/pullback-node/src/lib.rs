@@ -40,12 +40,12 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read may wait to confirm that its answer is current.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most commands grouped into one log entry.
-const MAX_GROUP: usize = 512;
+pub(crate) const MAX_GROUP: usize = 512;
 /// How many grouped entries may be in flight at once.
-const GROUPS_IN_FLIGHT: usize = 4;
+pub(crate) const GROUPS_IN_FLIGHT: usize = 4;
 
 /// Why a command was not committed or a read cannot be answered.
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error, Serialize, serde::Deserialize)]
 pub enum ProposeError {
     #[error("this node is not the leader{}", leader_hint(.leader))]
     NotLeader { leader: Option<u64> },
@@ -96,7 +96,7 @@ pub struct Parts {
 pub use sources::Source;
 
 /// A command waiting to be grouped with others into one log entry.
-struct Pending {
+pub(crate) struct Pending {
     command: Command,
     reply: oneshot::Sender<Result<CommandResponse, ProposeError>>,
 }
@@ -116,6 +116,8 @@ pub struct Node {
     peers: Option<reqwest::Client>,
     /// Where proposals on the leader wait to be grouped.
     group: mpsc::Sender<Pending>,
+    /// Where proposals on a follower wait to be sent to the leader together.
+    forward: mpsc::Sender<Pending>,
     leader_work: Mutex<Option<LeaderWork>>,
 }
 
@@ -169,6 +171,7 @@ impl Node {
 
         let (stop, _) = watch::channel(false);
         let (group, grouped) = mpsc::channel(MAX_GROUP * GROUPS_IN_FLIGHT);
+        let (forward, forwarded) = mpsc::channel(MAX_GROUP * GROUPS_IN_FLIGHT);
         let node = Arc::new(Node {
             id,
             raft: raft.clone(),
@@ -180,9 +183,13 @@ impl Node {
             background: Mutex::new(Vec::new()),
             peers,
             group,
+            forward,
             leader_work: Mutex::new(None),
         });
         node.spawn_background(commit_groups(raft.clone(), grouped));
+        if node.peers.is_some() {
+            node.spawn_background(cluster::forward_groups(node.clone(), forwarded));
+        }
 
         match (&config.cluster, identity) {
             (Some(cluster), Some(identity)) => {
@@ -329,7 +336,14 @@ impl Node {
             {
                 // Once sent, a forwarded write may have been committed even if the answer is
                 // lost, so it is not retried here: the caller decides.
-                return self.call_leader("propose", &command).await;
+                let (reply, answer) = oneshot::channel();
+                self.forward
+                    .send(Pending { command, reply })
+                    .await
+                    .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?;
+                return answer
+                    .await
+                    .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?;
             }
             self.wait_for_leader().await;
         }
@@ -351,7 +365,10 @@ impl Node {
         result
     }
 
-    async fn propose_here(&self, command: Command) -> Result<CommandResponse, ProposeError> {
+    pub(crate) async fn propose_here(
+        &self,
+        command: Command,
+    ) -> Result<CommandResponse, ProposeError> {
         let (reply, answer) = oneshot::channel();
         self.group
             .send(Pending { command, reply })

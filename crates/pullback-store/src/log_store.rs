@@ -49,10 +49,15 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.db.cf(Cf::Raft), key, encode(value));
-        self.db.write(batch, true)
+        self.db.write(batch, sync)
     }
 }
 
@@ -121,7 +126,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote)
+        self.put_meta(VOTE, vote, true)
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
@@ -132,7 +137,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed).map_err(write_err)
+        // Not synced: the committed id only saves re-applying entries after a restart, and an
+        // older one read back after a crash is safe (the leader commits them again). The
+        // write still reaches the write-ahead log in order with the next synced one.
+        self.put_meta(COMMITTED, &committed, false)
+            .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
