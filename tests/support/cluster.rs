@@ -329,6 +329,15 @@ impl TestCluster {
                     .unwrap_or(25);
                 let tail: Vec<&str> = text.lines().rev().take(lines).collect();
                 out.push_str(&format!("--- node {} {}\n", node.id, log.display()));
+                // A panic may be far above the tail; always show it and what follows it.
+                let lines: Vec<&str> = text.lines().collect();
+                for (at, line) in lines.iter().enumerate() {
+                    if line.contains("panicked at") {
+                        out.push_str("    (earlier) ");
+                        out.push_str(&lines[at..(at + 4).min(lines.len())].join("\n    "));
+                        out.push('\n');
+                    }
+                }
                 for line in tail.into_iter().rev() {
                     out.push_str(line);
                     out.push('\n');
