@@ -420,3 +420,56 @@ async fn join_tokens_come_from_admins_admit_once_and_pin_the_cluster() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_node_leaves_and_the_rest_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 3,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: false,
+        snapshot_logs: 20_000,
+    })
+    .await;
+    let leader = cluster.wait_for_leader(None).await;
+    let gone = (1..=3).find(|id| *id != leader).unwrap();
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, ADMIN_KEY).unwrap();
+    let config = cluster.node(leader).config.clone();
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
+            .args(["cluster"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--api-key-file")
+            .arg(&key_file)
+            .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    cli(&["remove", &gone.to_string()]);
+    cluster.stop(gone);
+
+    let status: serde_json::Value = serde_json::from_str(&cli(&["status", "--json"])).unwrap();
+    let ids: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{status}");
+    assert!(!ids.contains(&gone), "{status}");
+    assert_eq!(status["leader"], leader);
+    // Two voters out of two: writes still commit without the removed node.
+    push_alerts(&cluster, leader, "after-removal", 5, 5).await;
+    let table = cli(&["status"]);
+    assert!(table.contains(&format!("leader: node {leader}")), "{table}");
+}

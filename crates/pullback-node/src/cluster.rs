@@ -15,7 +15,7 @@ use pullback_cluster::{ClusterCa, NodeIdentity};
 use pullback_domain::{Command, CommandResponse};
 use pullback_store::{Member, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,19 +213,34 @@ impl Node {
         let timeout = |e: tokio::time::error::Elapsed| {
             ProposeError::Unavailable(format!("adding node {id} took too long: {e}"))
         };
-        if membership.voter_ids().any(|voter| voter == id) {
-            if membership.get_node(&id) != Some(&member) {
-                tracing::info!(node = self.id, member = id, %member, "updating a member's addresses");
-                let change = ChangeMembers::SetNodes(BTreeMap::from([(id, member)]));
-                tokio::time::timeout(
-                    MEMBERSHIP_TIMEOUT,
-                    self.raft.change_membership(change, true),
-                )
-                .await
-                .map_err(timeout)?
-                .map_err(raft_error)?;
+        if membership.get_node(&id).is_some() {
+            // A node asks to be added only while its store is empty: it lost its disk. Its
+            // log and its vote are gone, so Raft must not count it as the member it was (the
+            // leader would see its log go backwards, and it could vote twice in a term): it
+            // is taken out, then added again like a new node.
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            if voters.len() == 1 && voters.contains(&id) {
+                return Err(ProposeError::Refused(format!(
+                    "node {id} is the only voter; it cannot rejoin with an empty store"
+                )));
             }
-            return Ok(());
+            tracing::warn!(
+                node = self.id,
+                member = id,
+                "a member asks to join again with an empty store; re-adding it as a new node"
+            );
+            let change = if voters.contains(&id) {
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            tokio::time::timeout(
+                MEMBERSHIP_TIMEOUT,
+                self.raft.change_membership(change, false),
+            )
+            .await
+            .map_err(timeout)?
+            .map_err(raft_error)?;
         }
         tracing::info!(node = self.id, member = id, %member, "adding a learner");
         tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.raft.add_learner(id, member, true))
