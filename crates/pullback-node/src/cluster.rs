@@ -419,6 +419,16 @@ impl Node {
                 request.node_id, existing.raft
             )));
         }
+        // Anyone may call this; only a token the cluster knows is worth a log entry, so
+        // guesses cost a read, not a write.
+        self.read_barrier().await?;
+        let known = self
+            .reader
+            .join_token(&token.secret_sha256())
+            .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        if known.is_none() {
+            return Err(ProposeError::Refused("the join token is not known".into()));
+        }
         let command = Command::UseJoinToken {
             sha256: token.secret_sha256(),
             node_id: request.node_id,

@@ -4,7 +4,7 @@
 //! write; followers may lag, which the cluster layer accounts for.
 
 use crate::LogId;
-use crate::apply::ClusterCa;
+use crate::apply::{ClusterCa, JoinToken};
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
     Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
@@ -39,6 +39,11 @@ impl Reader {
     /// The cluster CA, once the first node stored it.
     pub fn cluster_ca(&self) -> Result<Option<ClusterCa>, StoreError> {
         self.db.get(Cf::State, keys::CLUSTER_CA)
+    }
+
+    /// A join token by the SHA-256 of its secret.
+    pub fn join_token(&self, sha256: &str) -> Result<Option<JoinToken>, StoreError> {
+        self.db.get(Cf::State, &keys::join_token(sha256))
     }
 
     pub fn alert(&self, id: u64) -> Result<Option<Alert>, StoreError> {
