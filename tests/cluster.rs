@@ -473,3 +473,69 @@ async fn a_removed_node_leaves_and_the_rest_carry_on() {
     let table = cli(&["status"]);
     assert!(table.contains(&format!("leader: node {leader}")), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_survivor_starts_a_new_cluster_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tap, tap_address) = start_tap().await;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        nodes: 3,
+        base: base(dir.path(), tap_address, String::new()),
+        proxied: false,
+        snapshot_logs: 20_000,
+    })
+    .await;
+    let leader = cluster.wait_for_leader(None).await;
+    push_alerts(&cluster, leader, "kept", 20, 10).await;
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+
+    // Two of three are lost for good; the survivor alone cannot answer.
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let lost: Vec<u64> = (1..=3).filter(|id| *id != survivor).collect();
+    for id in &lost {
+        cluster.kill(*id);
+    }
+    let (status, body) = cluster.api(survivor).get("/api/v1/alerts").await;
+    assert_eq!(
+        status, 503,
+        "a survivor without a majority answered: {body}"
+    );
+
+    cluster.stop(survivor);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
+        .args(["cluster", "force-new-cluster", "--yes", "--config"])
+        .arg(&cluster.node(survivor).config)
+        .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    cluster.start_node(survivor).await;
+    let (status, alerts) = cluster.api(survivor).get("/api/v1/alerts?limit=1").await;
+    assert_eq!(status, 200, "{alerts}");
+    assert_eq!(alerts["total"], 20, "the survivor kept its data");
+    push_alerts(&cluster, survivor, "after", 5, 5).await;
+
+    // Replacements join the new cluster the usual way and receive everything.
+    for id in lost {
+        cluster.wipe(id);
+        cluster.join(id).await;
+    }
+    assert!(
+        cluster.wait_converged().await,
+        "nodes did not converge:\n{}",
+        cluster.logs()
+    );
+    assert_eq!(cluster.members().await.len(), 3);
+    let mut expected = Expected::default();
+    expected.alerts.extend(expected_pushed("kept", 20));
+    expected.alerts.extend(expected_pushed("after", 5));
+    assert_history(&mut cluster, &expected, None);
+}

@@ -136,6 +136,22 @@ pub(crate) fn read_seeds(cluster_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The marker `cluster force-new-cluster` leaves until the new group covered the kept state.
+const FORCED_FILE: &str = "forced-new-cluster";
+
+/// Marks that this node's state was kept from an old cluster by `force-new-cluster`.
+pub fn mark_forced(cluster_dir: &Path) -> std::io::Result<()> {
+    std::fs::write(cluster_dir.join(FORCED_FILE), b"")
+}
+
+pub(crate) fn was_forced(cluster_dir: &Path) -> bool {
+    cluster_dir.join(FORCED_FILE).exists()
+}
+
+pub(crate) fn forced_done(cluster_dir: &Path) {
+    let _ = std::fs::remove_file(cluster_dir.join(FORCED_FILE));
+}
+
 /// Whether this node created the cluster: only the first node keeps the CA key on disk.
 pub(crate) fn created_here(cluster_dir: &Path) -> bool {
     cluster_dir.join("ca.key").exists()

@@ -283,6 +283,9 @@ impl Node {
                 tokio::time::timeout(PROPOSE_TIMEOUT, store)
                     .await
                     .map_err(|_| anyhow::anyhow!("the new cluster could not store its CA"))?;
+                if cluster::was_forced(&dir) {
+                    self.cover_kept_state(&dir).await?;
+                }
             } else {
                 self.spawn_background(store);
             }
@@ -295,6 +298,28 @@ impl Node {
             })
             .collect();
         self.spawn_background(settle(self.clone(), "storing match conditions", conditions));
+        Ok(())
+    }
+
+    /// After `cluster force-new-cluster`, the state holds records no log entry of the new
+    /// group carries. A snapshot of it, with the log purged up to it, makes every node that
+    /// joins later start from that snapshot instead of replaying an incomplete log.
+    async fn cover_kept_state(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        tracing::info!(
+            node = self.id,
+            "covering the state kept from the old cluster with a snapshot"
+        );
+        self.raft.trigger().snapshot().await?;
+        let metrics = self
+            .raft
+            .wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot of the kept state")
+            .await
+            .map_err(|e| anyhow::anyhow!("no snapshot of the kept state: {e}"))?;
+        if let Some(snapshot) = metrics.snapshot {
+            self.raft.trigger().purge_log(snapshot.index).await?;
+        }
+        cluster::forced_done(dir);
         Ok(())
     }
 

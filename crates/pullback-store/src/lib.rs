@@ -11,6 +11,7 @@ mod apply;
 mod db;
 mod log_store;
 mod read;
+mod recovery;
 mod snapshot;
 mod state_machine;
 
@@ -18,6 +19,7 @@ pub use apply::{ClusterCa, JoinToken};
 pub use db::{Db, OpenError, StoreError};
 pub use log_store::LogStore;
 pub use read::{IncidentFilter, Reader};
+pub use recovery::{Forgotten, RecoveryError, forget_group};
 pub use state_machine::StateMachine;
 
 use pullback_domain::{Command, CommandResponse};

@@ -34,6 +34,15 @@ pub enum ClusterCommand {
         #[arg(long)]
         peer: String,
     },
+    /// Recovery after losing a majority for good: makes this stopped node forget its group
+    /// and start a new one alone with all its data. Never start the old nodes again.
+    ForceNewCluster {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Confirms that the other members are gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Prints a one-time token that admits one node.
     Token {
         #[command(flatten)]
@@ -83,6 +92,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             token,
             peer,
         } => join(&config, &token, &peer).await,
+        ClusterCommand::ForceNewCluster { config, yes } => force_new_cluster(&config, yes),
         ClusterCommand::Token { api, ttl_minutes } => {
             let client = ApiClient::new(&api)?;
             let body = serde_json::json!({ "ttl_minutes": ttl_minutes });
@@ -255,6 +265,52 @@ async fn join(path: &Path, token: &str, peer: &str) -> anyhow::Result<()> {
     );
     println!(
         "next: pullback server --config {} (it asks to be added, catches up, then votes)",
+        path.display()
+    );
+    Ok(())
+}
+
+fn force_new_cluster(path: &Path, yes: bool) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    cluster_section(&config)?;
+    if !yes {
+        bail!(
+            "this makes node {} a cluster of one with the data it has, and the other members \
+             must never run again; run with --yes once they are gone for good \
+             (see docs/cluster.md, \"Recovering from the loss of a majority\")",
+            config.node.id
+        );
+    }
+    let store = config.node.store_dir();
+    let dir = config.node.cluster_dir();
+    // The new group is created by the node that holds the CA key: this one, from now on.
+    let ca = {
+        let (_log, _state, reader) = pullback_store::open(&store).with_context(|| {
+            format!(
+                "cannot open {} (is the node still running?)",
+                store.display()
+            )
+        })?;
+        reader
+            .cluster_ca()?
+            .context("this node's state holds no cluster CA; it never was part of a cluster")?
+    };
+    let ca = ClusterCa::from_pem(&ca.cert_pem, &ca.key_pem.0)?;
+    let forgotten = pullback_store::forget_group(&store)?;
+    ca.write_to(&dir)?;
+    pullback_node::cluster::mark_forced(&dir)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    let _ = std::fs::remove_file(dir.join("seeds.json"));
+    println!(
+        "node {} forgot its old cluster; its state is kept as of log index {} and {} \
+         recipient(s) left in progress were released for the new leader",
+        config.node.id,
+        forgotten.applied.map_or(0, |l| l.index),
+        forgotten.released
+    );
+    println!(
+        "next: start it (pullback server --config {}), then add new nodes with \
+         `pullback cluster token` and `pullback cluster join`; wipe the old nodes",
         path.display()
     );
     Ok(())
