@@ -227,7 +227,7 @@ async fn five_nodes_restarted_at_once_come_back_with_their_state() {
         cluster.kill(id);
     }
     for id in 1..=5 {
-        cluster.start_node(id).await;
+        cluster.launch(id);
     }
     let leader = cluster.wait_for_leader(None).await;
     push_alerts(&cluster, leader, "third", 10, 10).await;
@@ -372,6 +372,49 @@ async fn join_tokens_come_from_admins_admit_once_and_pin_the_cluster() {
             .unwrap()
             .contains("BEGIN CERTIFICATE")
     );
+    // That certificate names no member (node 9 never started): the peer port hears it not.
+    let ca = std::fs::read(cluster.node(1).data_dir.join("cluster/ca.crt")).unwrap();
+    let pem = format!(
+        "{}\n{}",
+        body["cert_pem"].as_str().unwrap(),
+        body["key_pem"].as_str().unwrap()
+    );
+    let outsider = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let raft = cluster.members().await[0]["raft"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = json!([{ "type": "delete_match_condition", "name": "tap-active-threats" }]);
+    let answer: serde_json::Value = outsider
+        .post(format!("https://{raft}/cluster/propose"))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answer["Err"]["Refused"].is_string(),
+        "an outsider proposed: {answer}"
+    );
+    let vote = json!({ "vote": { "leader_id": { "term": 99, "node_id": 9 }, "committed": false },
+                       "last_log_id": null });
+    let status = outsider
+        .post(format!("https://{raft}/raft/vote"))
+        .json(&vote)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403, "an outsider's vote request was heard");
+    let (_, conditions) = admin.get("/api/v1/match-conditions").await;
+    assert_eq!(conditions.as_array().unwrap().len(), 1, "{conditions}");
     let (status, body) = anonymous
         .send(
             reqwest::Method::POST,

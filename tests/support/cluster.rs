@@ -162,6 +162,16 @@ impl TestCluster {
         self.node_mut(id).server = Some(server);
     }
 
+    /// Starts node `id` without waiting: a node restarting alone is not ready until a
+    /// majority is back.
+    pub fn launch(&mut self, id: u64) {
+        let (config, base) = {
+            let node = self.node(id);
+            (node.config.clone(), node.api_base.clone())
+        };
+        self.node_mut(id).server = Some(Server::spawn(&config, base));
+    }
+
     /// SIGKILLs node `id`.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut server) = self.node_mut(id).server.take() {

@@ -224,8 +224,8 @@ impl Server {
         Server::start_with(config, format!("http://{listen}"), reqwest::Client::new()).await
     }
 
-    /// Starts the server and waits for readiness at `base` through `client`.
-    pub async fn start_with(config: &Path, base: String, client: reqwest::Client) -> Server {
+    /// Starts the server without waiting for it.
+    pub fn spawn(config: &Path, base: String) -> Server {
         let log = config.with_file_name(format!("server-{}.log", Utc::now().timestamp_micros()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_pullback"))
@@ -237,7 +237,12 @@ impl Server {
             .stderr(out)
             .spawn()
             .expect("spawn pullback");
-        let server = Server { child, base, log };
+        Server { child, base, log }
+    }
+
+    /// Starts the server and waits for readiness at `base` through `client`.
+    pub async fn start_with(config: &Path, base: String, client: reqwest::Client) -> Server {
+        let server = Server::spawn(config, base);
         let ready = wait_for(Duration::from_secs(30), || {
             let url = format!("{}/health/ready", server.base);
             let client = client.clone();

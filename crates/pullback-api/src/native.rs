@@ -259,7 +259,7 @@ struct PushedAlert {
 }
 
 /// The most alerts one push may carry.
-const MAX_PUSHED_ALERTS: usize = 10_000;
+const MAX_PUSHED_ALERTS: usize = 1_000;
 
 #[derive(Serialize)]
 struct PushAnswer {

@@ -10,7 +10,7 @@ mod tls;
 mod transport;
 
 pub use pki::{ClusterCa, NodeIdentity, PkiError, fingerprint, node_common_name};
-pub use tls::{TlsError, TlsListener, api_server_config, server_config};
+pub use tls::{PeerIdentity, TlsError, TlsListener, api_server_config, node_id_of, server_config};
 pub use transport::{
-    PeerClient, PeerNetwork, TransportError, peer_client, raft_router, serve_raft,
+    PeerClient, PeerNetwork, TransportError, is_member, peer_client, raft_router, serve_raft,
 };

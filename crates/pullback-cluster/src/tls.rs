@@ -140,3 +140,30 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// Who is calling on a mutual-TLS connection: the node id its cluster certificate names
+/// (`pullback-node-<id>`), if it names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub node_id: Option<u64>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerIdentity
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        let (_, session) = stream.io().get_ref();
+        let node_id = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| node_id_of(cert.as_ref()));
+        PeerIdentity { node_id }
+    }
+}
+
+/// The node id in a certificate's common name, `pullback-node-<id>`.
+pub fn node_id_of(der: &[u8]) -> Option<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let common_name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    common_name.strip_prefix("pullback-node-")?.parse().ok()
+}

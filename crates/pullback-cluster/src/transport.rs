@@ -5,9 +5,10 @@
 //! a refusal by the peer from a failure to reach it.
 
 use crate::pki::NodeIdentity;
-use crate::tls::{self, TlsError, TlsListener};
+use crate::tls::{self, PeerIdentity, TlsError, TlsListener};
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
@@ -52,27 +53,78 @@ pub fn raft_router(raft: Raft) -> axum::Router {
         .with_state(raft)
 }
 
-type Answer<T, E = RaftError<NodeId>> = Json<Result<T, E>>;
+type Answer<T, E = RaftError<NodeId>> = Result<Json<Result<T, E>>, (StatusCode, String)>;
+
+/// Whether `node` is in this node's membership, as a voter or a learner. A node that knows
+/// no membership yet (it is joining) counts every holder of a cluster certificate, because
+/// it cannot tell who its leader will be.
+pub fn is_member(raft: &Raft, node: Option<NodeId>) -> bool {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let membership = metrics.membership_config.membership();
+    if membership.nodes().next().is_none() {
+        return node.is_some();
+    }
+    node.is_some_and(|id| membership.get_node(&id).is_some())
+}
+
+/// Refuses a Raft RPC unless the caller's certificate names a member and, where the RPC
+/// speaks for a leader or candidate, that very node: a certificate of the cluster CA alone
+/// (a removed node, a spent join token) must not steer the log.
+fn check_caller(
+    raft: &Raft,
+    peer: PeerIdentity,
+    speaks_for: NodeId,
+) -> Result<(), (StatusCode, String)> {
+    if peer.node_id != Some(speaks_for) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("the caller's certificate does not name node {speaks_for}"),
+        ));
+    }
+    if !is_member(raft, peer.node_id) {
+        return Err((StatusCode::FORBIDDEN, "the caller is not a member".into()));
+    }
+    Ok(())
+}
 
 async fn append(
     State(raft): State<Raft>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Answer<AppendEntriesResponse<NodeId>> {
-    Json(raft.append_entries(rpc).await)
+    check_caller(
+        &raft,
+        peer,
+        rpc.vote.leader_id().voted_for().unwrap_or_default(),
+    )?;
+    Ok(Json(raft.append_entries(rpc).await))
 }
 
 async fn vote(
     State(raft): State<Raft>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     Json(rpc): Json<VoteRequest<NodeId>>,
 ) -> Answer<VoteResponse<NodeId>> {
-    Json(raft.vote(rpc).await)
+    check_caller(
+        &raft,
+        peer,
+        rpc.vote.leader_id().voted_for().unwrap_or_default(),
+    )?;
+    Ok(Json(raft.vote(rpc).await))
 }
 
 async fn snapshot(
     State(raft): State<Raft>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Answer<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-    Json(raft.install_snapshot(rpc).await)
+    check_caller(
+        &raft,
+        peer,
+        rpc.vote.leader_id().voted_for().unwrap_or_default(),
+    )?;
+    Ok(Json(raft.install_snapshot(rpc).await))
 }
 
 /// Serves `router` (usually [`raft_router`]) on `listener` over TLS as `identity`, accepting
@@ -86,7 +138,8 @@ pub async fn serve_raft(
 ) -> Result<(), TransportError> {
     let config = tls::server_config(identity)?;
     let listener = TlsListener::new(listener, config).map_err(TransportError::Serve)?;
-    axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<PeerIdentity>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(TransportError::Serve)

@@ -214,10 +214,33 @@ async fn a_peer_without_a_cluster_certificate_is_refused() {
         trusts_the_ca().identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
     };
 
-    // A member of the cluster is heard, which shows the refusals below are about the caller.
-    let member = pullback_cluster::peer_client(&identity, None).unwrap();
-    let heard = member.post(&url).json(&vote).send().await.unwrap();
+    // A holder of a cluster certificate speaking for itself is heard by a node that knows no
+    // membership yet (it is joining), which shows the refusals below are about the caller.
+    let second = ca.issue_node(2, &["127.0.0.1".to_owned()]).unwrap();
+    let second = pullback_cluster::peer_client(&second, None).unwrap();
+    let heard = second.post(&url).json(&vote).send().await.unwrap();
     assert_eq!(heard.status(), 200);
+    // Speaking for another node is refused.
+    let for_third = openraft::raft::VoteRequest::<NodeId>::new(Vote::new(1, 3), None);
+    let refused = second.post(&url).json(&for_third).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    // Once the node has a membership, a certificate of the cluster CA that names no member
+    // (a removed node, a spent join token) is refused.
+    let formed = ca.issue_node(5, &["127.0.0.1".to_owned()]).unwrap();
+    let mut formed = TestNode::start(5, &formed).await;
+    let alone = Member {
+        raft: formed.addr.clone(),
+        api: String::new(),
+    };
+    formed
+        .raft
+        .initialize(BTreeMap::from([(5, alone)]))
+        .await
+        .unwrap();
+    let formed_url = format!("https://{}/raft/vote", formed.addr);
+    let refused = second.post(&formed_url).json(&vote).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "a non-member was heard");
+    formed.stop().await;
 
     let anonymous = trusts_the_ca().build().unwrap();
     let refused = anonymous.post(&url).json(&vote).send().await;

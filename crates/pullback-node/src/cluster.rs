@@ -7,11 +7,11 @@
 //! never forwards further, so a call crosses at most one hop.
 
 use crate::{Node, ProposeError};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::ChangeMembers;
-use pullback_cluster::{ClusterCa, NodeIdentity};
+use pullback_cluster::{ClusterCa, NodeIdentity, PeerIdentity};
 use pullback_domain::{Command, CommandResponse};
 use pullback_store::{Member, NodeId};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,8 @@ use std::time::Duration;
 /// The seeds file a joining node keeps until it is a member: Raft addresses of the members
 /// at the time it was admitted.
 const SEEDS_FILE: &str = "seeds.json";
+/// How long a new learner has to receive the log before it is refused a vote.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a membership change may take; adding a learner waits until it caught up.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -119,6 +121,25 @@ impl std::fmt::Display for JoinToken {
     }
 }
 
+/// The most names one node certificate may carry.
+const MAX_NAMES: usize = 16;
+
+/// An IP address, or a DNS name of letters, digits and hyphens (no wildcard).
+fn is_certificate_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 fn is_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -165,18 +186,37 @@ pub(crate) fn peer_routes(node: Arc<Node>) -> Router {
         .route("/cluster/add", post(add))
         .route("/cluster/remove", post(remove))
         .route("/cluster/status", get(status))
+        // Forwarded writes carry whole pushes of alerts.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(node)
 }
 
 /// A peer's answer keeps the kind of error, so a follower passes "no majority" on as such.
 type Answer<T> = Json<Result<T, ProposeError>>;
 
+/// Refuses a peer call from anyone but a member: a certificate of the cluster CA alone (a
+/// removed node, a spent join token) must not change the cluster.
+fn member_only(node: &Node, peer: PeerIdentity) -> Result<(), ProposeError> {
+    if pullback_cluster::is_member(&node.raft, peer.node_id) {
+        Ok(())
+    } else {
+        tracing::warn!(node = node.id, caller = ?peer.node_id, "peer call from a non-member refused");
+        Err(ProposeError::Refused(
+            "the caller is not a member of this cluster".into(),
+        ))
+    }
+}
+
 /// Commits commands forwarded together by a follower; each gets its own answer. They enter
 /// the leader's grouping queue together, so they usually share one log entry.
 async fn propose(
     State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
     Json(commands): Json<Vec<Command>>,
 ) -> Answer<Vec<Result<CommandResponse, ProposeError>>> {
+    if let Err(e) = member_only(&node, peer) {
+        return Json(Err(e));
+    }
     if !node.leader_is_here() {
         return Json(Err(ProposeError::NotLeader {
             leader: node.raft.metrics().borrow().current_leader,
@@ -188,7 +228,13 @@ async fn propose(
     Json(Ok(futures::future::join_all(answers).await))
 }
 
-async fn read_index(State(node): State<Arc<Node>>) -> Answer<Option<u64>> {
+async fn read_index(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+) -> Answer<Option<u64>> {
+    if let Err(e) = member_only(&node, peer) {
+        return Json(Err(e));
+    }
     Json(node.read_index_here().await)
 }
 
@@ -198,7 +244,17 @@ pub(crate) struct AddRequest {
     pub member: Member,
 }
 
-async fn add(State(node): State<Arc<Node>>, Json(request): Json<AddRequest>) -> Answer<()> {
+async fn add(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    Json(request): Json<AddRequest>,
+) -> Answer<()> {
+    // A node asks for itself; a member may pass the request on to the leader.
+    if peer.node_id != Some(request.id)
+        && let Err(e) = member_only(&node, peer)
+    {
+        return Json(Err(e));
+    }
     Json(node.add_member_here(request.id, request.member).await)
 }
 
@@ -207,12 +263,23 @@ pub(crate) struct RemoveRequest {
     pub id: NodeId,
 }
 
-async fn remove(State(node): State<Arc<Node>>, Json(request): Json<RemoveRequest>) -> Answer<()> {
+async fn remove(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+    Json(request): Json<RemoveRequest>,
+) -> Answer<()> {
+    if let Err(e) = member_only(&node, peer) {
+        return Json(Err(e));
+    }
     Json(node.remove_member_here(request.id).await)
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Json<ClusterStatus> {
-    Json(node.local_cluster_status())
+async fn status(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<PeerIdentity>,
+) -> Result<Json<ClusterStatus>, axum::http::StatusCode> {
+    member_only(&node, peer).map_err(|_| axum::http::StatusCode::FORBIDDEN)?;
+    Ok(Json(node.local_cluster_status()))
 }
 
 impl Node {
@@ -263,6 +330,30 @@ impl Node {
             .await
             .map_err(timeout)?
             .map_err(raft_error)?;
+        // openraft's blocking add returns once the learner lags less than its threshold,
+        // which a learner that never answered also does in a young cluster: wait until it
+        // really holds the log, or leave it a learner, which costs the quorum nothing.
+        let target = self.raft.metrics().borrow().last_log_index;
+        let caught_up = self
+            .raft
+            .wait(Some(CATCH_UP_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.replication.as_ref().is_some_and(|replication| {
+                        replication.get(&id).cloned().flatten().map(|l| l.index) >= target
+                    })
+                },
+                "the learner holds the log",
+            )
+            .await;
+        if caught_up.is_err() {
+            return Err(ProposeError::Unavailable(format!(
+                "node {id} was added as a learner but has not received the log within {}s; \
+                 check that its Raft address is reachable from the leader. It stays a learner \
+                 and is made a voter when it asks again",
+                CATCH_UP_TIMEOUT.as_secs()
+            )));
+        }
         tracing::info!(
             node = self.id,
             member = id,
@@ -426,6 +517,26 @@ impl Node {
                 "the joining node gave no Raft address or certificate names".into(),
             ));
         }
+        if let Some(bad) = request.names.iter().find(|name| !is_certificate_name(name)) {
+            return Err(ProposeError::Refused(format!(
+                "{bad:?} is not an IP address or a DNS name fit for a node certificate"
+            )));
+        }
+        if request.names.len() > MAX_NAMES {
+            return Err(ProposeError::Refused(format!(
+                "a node certificate carries at most {MAX_NAMES} names"
+            )));
+        }
+        // Anyone may call this; only a token the cluster knows is worth a log entry (guesses
+        // cost a read, not a write), and nothing about the members is told before that.
+        self.read_barrier().await?;
+        let known = self
+            .reader
+            .join_token(&token.secret_sha256())
+            .map_err(|e| ProposeError::Raft(e.to_string()))?;
+        if known.is_none() {
+            return Err(ProposeError::Refused("the join token is not known".into()));
+        }
         let membership = self.raft.metrics().borrow().membership_config.clone();
         if let Some(existing) = membership.membership().get_node(&request.node_id)
             && existing.raft != request.member.raft
@@ -434,16 +545,6 @@ impl Node {
                 "node id {} is already taken by the member at {}; pick another id or remove it first",
                 request.node_id, existing.raft
             )));
-        }
-        // Anyone may call this; only a token the cluster knows is worth a log entry, so
-        // guesses cost a read, not a write.
-        self.read_barrier().await?;
-        let known = self
-            .reader
-            .join_token(&token.secret_sha256())
-            .map_err(|e| ProposeError::Raft(e.to_string()))?;
-        if known.is_none() {
-            return Err(ProposeError::Refused("the join token is not known".into()));
         }
         let command = Command::UseJoinToken {
             sha256: token.secret_sha256(),
@@ -534,10 +635,14 @@ pub(crate) async fn forward_groups(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        let mut weight = crate::weight_of(&first.command);
         let mut group = vec![first];
-        while group.len() < crate::MAX_GROUP {
+        while group.len() < crate::MAX_GROUP && weight < crate::MAX_GROUP_ALERTS {
             match waiting.try_recv() {
-                Ok(next) => group.push(next),
+                Ok(next) => {
+                    weight += crate::weight_of(&next.command);
+                    group.push(next);
+                }
                 Err(_) => break,
             }
         }
@@ -577,8 +682,8 @@ pub(crate) async fn ask_to_join(node: Arc<Node>, member: Member, seeds: Vec<Stri
     let mut stop = node.stop.subscribe();
     let mut delay = Duration::from_millis(200);
     loop {
-        if node.is_member() {
-            tracing::info!(node = node.id, "this node is a member of the cluster");
+        if node.is_voter() {
+            tracing::info!(node = node.id, "this node is a voter of the cluster");
             return;
         }
         for seed in &seeds {
@@ -644,6 +749,24 @@ pub(crate) fn raft_error<E: std::fmt::Display>(e: E) -> ProposeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_names_are_addresses_or_plain_dns_names() {
+        for good in ["10.0.0.1", "fd00::1", "pb1", "pb-1.corp.example"] {
+            assert!(is_certificate_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "*.corp.example",
+            "a b",
+            "x\u{0}",
+            "-pb",
+            "pb..corp",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_certificate_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_join_token_reads_back_as_written_and_nothing_else_passes() {

@@ -41,6 +41,9 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most commands grouped into one log entry.
 pub(crate) const MAX_GROUP: usize = 512;
+/// The most alerts grouped into one entry. openraft gives an append one heartbeat interval
+/// to reach a follower and be stored, so entries must stay small enough to make it.
+pub(crate) const MAX_GROUP_ALERTS: usize = 2_000;
 /// How many grouped entries may be in flight at once.
 pub(crate) const GROUPS_IN_FLIGHT: usize = 4;
 
@@ -128,6 +131,14 @@ impl Node {
     /// to be added if it joined, and returns without waiting for a leader.
     pub async fn start(config: &Config, parts: Parts) -> anyhow::Result<Arc<Node>> {
         let id = config.node.id;
+        // The store holds the cluster CA key and every alert: nobody else may look inside.
+        let data_dir = &config.node.data_dir;
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::set_permissions(
+            data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", data_dir.display()))?;
         let store_dir = config.node.store_dir();
         tracing::info!(node = id, store = %store_dir.display(), "opening the store");
         let (log_store, state_machine, reader) = pullback_store::open(&store_dir)?;
@@ -164,6 +175,8 @@ impl Node {
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
             max_in_snapshot_log_to_keep: snapshot_logs.min(2_000),
+            // Appends must fit in one heartbeat interval (see MAX_GROUP_ALERTS).
+            max_payload_entries: 32,
             ..Default::default()
         }
         .validate()?;
@@ -443,6 +456,17 @@ impl Node {
         }
     }
 
+    /// Whether this node votes in the group.
+    pub fn is_voter(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.id)
+    }
+
     /// Whether this node is in the group's membership.
     pub fn is_member(&self) -> bool {
         self.raft
@@ -508,9 +532,21 @@ impl Node {
         &self.metrics
     }
 
-    /// Whether this node can serve: it has a leader it knows of.
+    /// Whether this node can serve: its Raft runs, it knows a leader, and if it is that
+    /// leader it heard from a majority lately (or it is alone).
     pub fn is_ready(&self) -> bool {
-        self.raft.metrics().borrow().current_leader.is_some()
+        let m = self.raft.metrics().borrow().clone();
+        if m.running_state.is_err() {
+            return false;
+        }
+        match m.current_leader {
+            None => false,
+            Some(leader) if leader == self.id => {
+                m.membership_config.membership().voter_ids().count() <= 1
+                    || m.millis_since_quorum_ack.is_some_and(|ms| ms < 1_000)
+            }
+            Some(_) => true,
+        }
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -648,10 +684,14 @@ async fn commit_groups(raft: Raft, mut waiting: mpsc::Receiver<Pending>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        let mut weight = weight_of(&first.command);
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        while group.len() < MAX_GROUP && weight < MAX_GROUP_ALERTS {
             match waiting.try_recv() {
-                Ok(next) => group.push(next),
+                Ok(next) => {
+                    weight += weight_of(&next.command);
+                    group.push(next);
+                }
                 Err(_) => break,
             }
         }
@@ -660,6 +700,14 @@ async fn commit_groups(raft: Raft, mut waiting: mpsc::Receiver<Pending>) {
             let _slot = slot;
             commit_group(&raft, group).await;
         });
+    }
+}
+
+/// Roughly how much a command adds to an entry: its alerts, or one.
+pub(crate) fn weight_of(command: &Command) -> usize {
+    match command {
+        Command::IngestAlerts { drafts, .. } => drafts.len().max(1),
+        _ => 1,
     }
 }
 

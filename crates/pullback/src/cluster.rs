@@ -109,7 +109,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             println!("{token}");
             eprintln!(
                 "This token admits one node and expires in {ttl_minutes} minutes. On the new node:\n  \
-                 pullback cluster join --config <its config> --peer {} --token <token>",
+                 PULLBACK_JOIN_TOKEN=<token> pullback cluster join --config <its config> --peer {}",
                 client.base
             );
             Ok(())
