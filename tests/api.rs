@@ -74,6 +74,13 @@ async fn every_route_but_health_needs_a_key_and_roles_limit_changes() {
         .await
         .unwrap();
     assert_eq!(bearer.status(), 200, "a Bearer key is accepted too");
+    let lower = client
+        .get(format!("{}/api/v1/status", server.base))
+        .header("Authorization", format!("bearer {READER_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200, "the scheme is case-insensitive");
 
     let condition = json!({ "name": "urls", "threat_types": ["url"], "responses": ["quarantine"] });
     let path = "/api/v1/match-conditions/urls";

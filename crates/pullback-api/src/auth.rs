@@ -55,7 +55,12 @@ pub(crate) async fn authenticate(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let key = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+    // The scheme is case-insensitive (RFC 9110); a bare key is what Threat Response clients send.
+    let key = match header.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key,
+        _ => header,
+    }
+    .trim();
     if key.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -456,6 +456,21 @@ impl Node {
         }
     }
 
+    /// Resolves when this node's Raft has stopped by itself (a fatal storage error or a
+    /// panic in its core), with the reason. The node cannot recover from that while running;
+    /// the server exits so that its supervisor (systemd) starts it again.
+    pub async fn raft_failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
     /// Whether this node votes in the group.
     pub fn is_voter(&self) -> bool {
         self.raft

@@ -87,12 +87,27 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
         node: node.clone(),
         keys: Arc::new(keys),
     });
+    // Stop on SIGTERM or Ctrl-C; exit with an error when Raft itself stopped, so that systemd
+    // restarts the node instead of leaving a process that answers but cannot take part.
+    let failed = Arc::new(std::sync::Mutex::new(None::<String>));
+    let stop = {
+        let (node, failed) = (node.clone(), failed.clone());
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                reason = node.raft_failed() => {
+                    tracing::error!(%reason, "raft stopped; exiting so that the node is restarted");
+                    *failed.lock().expect("failure lock") = Some(reason);
+                }
+            }
+        }
+    };
     match tls {
         Some(tls) => {
             tracing::info!(address = %config.node.listen, "API listening over TLS");
             let listener = pullback_api::tls::TlsListener::new(listener, tls)?;
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stop)
                 .await?;
         }
         None => {
@@ -101,12 +116,15 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
             }
             tracing::info!(address = %config.node.listen, "API listening over plain HTTP");
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stop)
                 .await?;
         }
     }
     node.shutdown().await;
-    Ok(())
+    match failed.lock().expect("failure lock").take() {
+        Some(reason) => Err(anyhow::anyhow!("raft stopped: {reason}")),
+        None => Ok(()),
+    }
 }
 
 fn plain_http_warning(config: &Config) -> String {
