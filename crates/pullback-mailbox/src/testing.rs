@@ -38,7 +38,7 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub fn shared_data_dir() -> PathBuf {
     let dir = match std::env::var_os(SHARED_DATA_VAR) {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        None => manifest_dir().join("../../../shared/data"),
     };
     if !dir.is_dir() {
         panic!(
@@ -546,4 +546,12 @@ fn write_file(path: &Path, text: &str) -> Result<(), HarnessError> {
 fn set_mode(path: &Path, mode: u32) -> Result<(), HarnessError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(io_error(format!("setting the mode of {}", path.display())))
+}
+
+/// This crate's folder. Cargo sets it when it runs a test; the compiled-in value is only a
+/// fallback, because a build shared between two checkouts may carry the other one's path.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

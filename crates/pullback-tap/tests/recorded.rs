@@ -144,7 +144,7 @@ const RECORDED: [(&str, Shape, usize, usize); 19] = [
 fn data_dir() -> PathBuf {
     let base = match std::env::var_os("PULLBACK_SHARED_DATA") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        None => manifest_dir().join("../../../shared/data"),
     };
     let dir = base.join("tap-siem");
     assert!(
@@ -544,4 +544,12 @@ fn attachment_threats_carry_their_sha256_and_url_threats_their_host() {
         click.threats[0].hostname.as_deref(),
         Some("www.example.com")
     );
+}
+
+/// This crate's folder. Cargo sets it when it runs a test; the compiled-in value is only a
+/// fallback, because a build shared between two checkouts may carry the other one's path.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

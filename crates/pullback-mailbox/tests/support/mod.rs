@@ -4,7 +4,6 @@
 use pullback_mailbox::headers::MessageHeaders;
 use pullback_mailbox::testing::shared_mail;
 use pullback_mailbox::{MessageFingerprint, MessageId, MessageTarget};
-use std::path::Path;
 
 /// The recipient used throughout.
 pub const ALICE: &str = "alice@example.test";
@@ -26,9 +25,7 @@ pub fn phish(name: &str) -> Vec<u8> {
 
 /// A fixture from `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = manifest_dir().join("tests/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -51,4 +48,12 @@ pub fn target(id: &str, subject: Option<&str>, sender: Option<&str>) -> MessageT
         MessageId::parse(id).expect("a usable Message-ID"),
         fingerprint,
     )
+}
+
+/// This crate's folder. Cargo sets it when it runs a test; the compiled-in value is only a
+/// fallback, because a build shared between two checkouts may carry the other one's path.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
