@@ -283,52 +283,31 @@ async fn status(
 }
 
 impl Node {
-    /// Adds node `id` to the group, as a learner until it has caught up, then as a voter.
-    /// Adding a voter that is already one updates its addresses; it catches up by itself.
+    /// Adds node `id` to the group, as a learner until it holds the log, then as a voter.
+    /// A member asking again is one that lost its store: it is taken out and added anew.
     pub(crate) async fn add_member_here(
         &self,
         id: NodeId,
         member: Member,
     ) -> Result<(), ProposeError> {
         self.require_leader()?;
-        let membership = self.raft.metrics().borrow().membership_config.clone();
-        let membership = membership.membership();
-        let timeout = |e: tokio::time::error::Elapsed| {
-            ProposeError::Unavailable(format!("adding node {id} took too long: {e}"))
-        };
-        if membership.get_node(&id).is_some() {
+        let doing = format!("adding node {id}");
+        if self.membership().get_node(&id).is_some() {
             // A node asks to be added only while its store is empty: it lost its disk. Its
             // log and its vote are gone, so Raft must not count it as the member it was (the
             // leader would see its log go backwards, and it could vote twice in a term): it
             // is taken out, then added again like a new node.
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            if voters.len() == 1 && voters.contains(&id) {
-                return Err(ProposeError::Refused(format!(
-                    "node {id} is the only voter; it cannot rejoin with an empty store"
-                )));
-            }
             tracing::warn!(
                 node = self.id,
                 member = id,
                 "a member asks to join again with an empty store; re-adding it as a new node"
             );
-            let change = if voters.contains(&id) {
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-            } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            };
-            tokio::time::timeout(
-                MEMBERSHIP_TIMEOUT,
-                self.raft.change_membership(change, false),
-            )
-            .await
-            .map_err(timeout)?
-            .map_err(raft_error)?;
+            self.take_out(id, &doing).await?;
         }
         tracing::info!(node = self.id, member = id, %member, "adding a learner");
         tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.raft.add_learner(id, member, true))
             .await
-            .map_err(timeout)?
+            .map_err(|_| too_long(&doing))?
             .map_err(raft_error)?;
         // openraft's blocking add returns once the learner lags less than its threshold,
         // which a learner that never answered also does in a young cluster: wait until it
@@ -360,42 +339,55 @@ impl Node {
             "learner caught up; making it a voter"
         );
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-        tokio::time::timeout(
-            MEMBERSHIP_TIMEOUT,
-            self.raft.change_membership(change, true),
-        )
-        .await
-        .map_err(timeout)?
-        .map_err(raft_error)?;
-        Ok(())
+        self.change_membership(change, true, &doing).await
     }
 
     /// Takes node `id` out of the group entirely.
     pub(crate) async fn remove_member_here(&self, id: NodeId) -> Result<(), ProposeError> {
         self.require_leader()?;
-        let membership = self.raft.metrics().borrow().membership_config.clone();
-        let membership = membership.membership();
-        if membership.get_node(&id).is_none() {
+        if self.membership().get_node(&id).is_none() {
             return Err(ProposeError::Refused(format!("node {id} is not a member")));
         }
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        if voters.len() == 1 && voters.contains(&id) {
-            return Err(ProposeError::Refused(
-                "the last voter cannot be removed".into(),
-            ));
-        }
         tracing::info!(node = self.id, member = id, "removing a member");
+        self.take_out(id, &format!("removing node {id}")).await
+    }
+
+    /// The membership this node knows.
+    fn membership(&self) -> openraft::Membership<NodeId, Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().clone()
+    }
+
+    /// Takes member `id`, voter or learner, out of the group; the last voter stays.
+    async fn take_out(&self, id: NodeId, doing: &str) -> Result<(), ProposeError> {
+        let voters: BTreeSet<NodeId> = self.membership().voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(ProposeError::Refused(format!(
+                "node {id} is the last voter and cannot be taken out"
+            )));
+        }
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
+        self.change_membership(change, false, doing).await
+    }
+
+    /// Commits a membership change, giving up after [`MEMBERSHIP_TIMEOUT`].
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, Member>,
+        retain: bool,
+        doing: &str,
+    ) -> Result<(), ProposeError> {
         tokio::time::timeout(
             MEMBERSHIP_TIMEOUT,
-            self.raft.change_membership(change, false),
+            self.raft.change_membership(change, retain),
         )
         .await
-        .map_err(|_| ProposeError::Unavailable(format!("removing node {id} took too long")))?
+        .map_err(|_| too_long(doing))?
         .map_err(raft_error)?;
         Ok(())
     }
@@ -537,8 +529,8 @@ impl Node {
         if known.is_none() {
             return Err(ProposeError::Refused("the join token is not known".into()));
         }
-        let membership = self.raft.metrics().borrow().membership_config.clone();
-        if let Some(existing) = membership.membership().get_node(&request.node_id)
+        let membership = self.membership();
+        if let Some(existing) = membership.get_node(&request.node_id)
             && existing.raft != request.member.raft
         {
             return Err(ProposeError::Refused(format!(
@@ -565,7 +557,6 @@ impl Node {
             .map_err(|e| ProposeError::Refused(e.to_string()))?;
         tracing::info!(node = self.id, joining = request.node_id, names = ?request.names, "admitted a node");
         let seeds = membership
-            .membership()
             .nodes()
             .map(|(_, member)| member.raft.clone())
             .collect();
@@ -624,50 +615,17 @@ impl Node {
     }
 }
 
-/// Sends the proposals waiting on a follower to the leader, whatever is waiting when a
-/// request can start going in one request, a few requests at a time.
+/// Sends the proposals waiting on a follower to the leader, grouped as on the leader (see
+/// [`crate::run_groups`]), one request per group.
 pub(crate) async fn forward_groups(
     node: Arc<Node>,
-    mut waiting: tokio::sync::mpsc::Receiver<crate::Pending>,
+    waiting: tokio::sync::mpsc::Receiver<crate::Pending>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(crate::GROUPS_IN_FLIGHT));
-    while let Some(first) = waiting.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut weight = crate::weight_of(&first.command);
-        let mut group = vec![first];
-        while group.len() < crate::MAX_GROUP && weight < crate::MAX_GROUP_ALERTS {
-            match waiting.try_recv() {
-                Ok(next) => {
-                    weight += crate::weight_of(&next.command);
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    crate::run_groups(waiting, move |commands| {
         let node = node.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let (commands, replies): (Vec<_>, Vec<_>) =
-                group.into_iter().map(|p| (p.command, p.reply)).unzip();
-            let answers = node
-                .call_leader::<_, Vec<Result<CommandResponse, ProposeError>>>("propose", &commands)
-                .await;
-            match answers {
-                Ok(answers) => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        });
-    }
+        async move { node.call_leader("propose", &commands).await }
+    })
+    .await;
 }
 
 /// Asks the given seeds, in turn and until one succeeds, to add this node to the group.
@@ -727,6 +685,13 @@ async fn decode_answer<T: serde::de::DeserializeOwned>(
 
 fn unreachable_leader(e: reqwest::Error) -> ProposeError {
     ProposeError::Unavailable(format!("the leader cannot be reached: {}", e.without_url()))
+}
+
+fn too_long(doing: &str) -> ProposeError {
+    ProposeError::Unavailable(format!(
+        "{doing} took longer than {}s",
+        MEMBERSHIP_TIMEOUT.as_secs()
+    ))
 }
 
 fn no_leader() -> ProposeError {

@@ -40,12 +40,12 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read may wait to confirm that its answer is current.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most commands grouped into one log entry.
-pub(crate) const MAX_GROUP: usize = 512;
+const MAX_GROUP: usize = 512;
 /// The most alerts grouped into one entry. openraft gives an append one heartbeat interval
 /// to reach a follower and be stored, so entries must stay small enough to make it.
-pub(crate) const MAX_GROUP_ALERTS: usize = 2_000;
+const MAX_GROUP_ALERTS: usize = 2_000;
 /// How many grouped entries may be in flight at once.
-pub(crate) const GROUPS_IN_FLIGHT: usize = 4;
+const GROUPS_IN_FLIGHT: usize = 4;
 
 /// Why a command was not committed or a read cannot be answered.
 #[derive(Clone, Debug, thiserror::Error, Serialize, serde::Deserialize)]
@@ -199,7 +199,10 @@ impl Node {
             forward,
             leader_work: Mutex::new(None),
         });
-        node.spawn_background(commit_groups(raft.clone(), grouped));
+        let leader_raft = raft.clone();
+        node.spawn_background(run_groups(grouped, move |commands| {
+            commit_group(leader_raft.clone(), commands)
+        }));
         if node.peers.is_some() {
             node.spawn_background(cluster::forward_groups(node.clone(), forwarded));
         }
@@ -690,10 +693,19 @@ async fn in_effect(node: &Node, command: &Command) -> bool {
     }
 }
 
-/// Groups proposals waiting on the leader into log entries: whatever is waiting when an
-/// entry can be started goes into it, so under load one disk sync and one replication round
-/// commit many commands, and a lone command is not delayed.
-async fn commit_groups(raft: Raft, mut waiting: mpsc::Receiver<Pending>) {
+/// The answers to a group of commands, in order, or why none was given.
+type GroupAnswer = Result<Vec<Result<CommandResponse, ProposeError>>, ProposeError>;
+
+/// Sends the proposals waiting in `waiting` through `send` in groups, at most
+/// [`GROUPS_IN_FLIGHT`] at once: whatever is waiting when a slot frees goes into one group
+/// (up to [`MAX_GROUP`] commands or [`MAX_GROUP_ALERTS`] alerts), so under load one round
+/// serves many commands and a lone command is not delayed. Each caller gets its command's
+/// answer, or the group's failure.
+pub(crate) async fn run_groups<F, Fut>(mut waiting: mpsc::Receiver<Pending>, send: F)
+where
+    F: Fn(Vec<Command>) -> Fut,
+    Fut: std::future::Future<Output = GroupAnswer> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -710,42 +722,43 @@ async fn commit_groups(raft: Raft, mut waiting: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let sent = send(commands);
         tokio::spawn(async move {
             let _slot = slot;
-            commit_group(&raft, group).await;
+            match sent.await {
+                Ok(answers) => {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
         });
     }
 }
 
 /// Roughly how much a command adds to an entry: its alerts, or one.
-pub(crate) fn weight_of(command: &Command) -> usize {
+fn weight_of(command: &Command) -> usize {
     match command {
         Command::IngestAlerts { drafts, .. } => drafts.len().max(1),
         _ => 1,
     }
 }
 
-async fn commit_group(raft: &Raft, mut group: Vec<Pending>) {
-    if group.len() == 1 {
-        let Pending { command, reply } = group.remove(0);
-        let _ = reply.send(write(raft, command).await);
-        return;
+/// Commits a group of commands on the leader as one log entry (a lone command as itself).
+async fn commit_group(raft: Raft, mut commands: Vec<Command>) -> GroupAnswer {
+    if commands.len() == 1 {
+        let response = write(&raft, commands.remove(0)).await?;
+        return Ok(vec![Ok(response)]);
     }
-    let (commands, replies): (Vec<_>, Vec<_>) =
-        group.into_iter().map(|p| (p.command, p.reply)).unzip();
-    match write(raft, Command::Batch { commands }).await {
-        Ok(response) => {
-            for (reply, response) in replies.into_iter().zip(response.batch) {
-                let _ = reply.send(Ok(response));
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
-    }
+    let response = write(&raft, Command::Batch { commands }).await?;
+    Ok(response.batch.into_iter().map(Ok).collect())
 }
 
 async fn write(raft: &Raft, command: Command) -> Result<CommandResponse, ProposeError> {
