@@ -29,6 +29,24 @@ fn base<'a>(dir: &'a std::path::Path, tap: SocketAddr, mailboxes: String) -> Nod
     }
 }
 
+/// A cluster of `nodes` with a TAP source and no mailboxes, for tests about the replicated
+/// state alone.
+async fn cluster_without_mail(
+    dir: &std::path::Path,
+    nodes: u64,
+    proxied: bool,
+    snapshot_logs: u64,
+) -> TestCluster {
+    let (_tap, tap_address) = start_tap().await;
+    TestCluster::start(ClusterOptions {
+        nodes,
+        base: base(dir, tap_address, String::new()),
+        proxied,
+        snapshot_logs,
+    })
+    .await
+}
+
 /// Pushes `count` alerts with ids `<prefix>-<n>` through node `via`, in requests of `per`.
 async fn push_alerts(cluster: &TestCluster, via: u64, prefix: &str, count: usize, per: usize) {
     let api = cluster.api(via);
@@ -140,14 +158,7 @@ async fn killing_the_leader_repeatedly_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_leader_stops_and_the_majority_carries_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (_tap, tap_address) = start_tap().await;
-    let mut cluster = TestCluster::start(ClusterOptions {
-        nodes: 3,
-        base: base(dir.path(), tap_address, String::new()),
-        proxied: true,
-        snapshot_logs: 20_000,
-    })
-    .await;
+    let mut cluster = cluster_without_mail(dir.path(), 3, true, 20_000).await;
     let old = cluster.wait_for_leader(None).await;
     push_alerts(&cluster, old, "before", 20, 10).await;
 
@@ -209,14 +220,7 @@ async fn an_isolated_leader_stops_and_the_majority_carries_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn five_nodes_restarted_at_once_come_back_with_their_state() {
     let dir = tempfile::tempdir().unwrap();
-    let (_tap, tap_address) = start_tap().await;
-    let mut cluster = TestCluster::start(ClusterOptions {
-        nodes: 5,
-        base: base(dir.path(), tap_address, String::new()),
-        proxied: false,
-        snapshot_logs: 20_000,
-    })
-    .await;
+    let mut cluster = cluster_without_mail(dir.path(), 5, false, 20_000).await;
     let leader = cluster.wait_for_leader(None).await;
     push_alerts(&cluster, leader, "first", 30, 10).await;
     // Through a follower too: forwarded writes are acknowledged only once committed.
@@ -252,15 +256,8 @@ async fn five_nodes_restarted_at_once_come_back_with_their_state() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let (_tap, tap_address) = start_tap().await;
-    let mut cluster = TestCluster::start(ClusterOptions {
-        nodes: 3,
-        base: base(dir.path(), tap_address, String::new()),
-        proxied: false,
-        // Snapshot and purge the log often, so the wiped node cannot replay it from the start.
-        snapshot_logs: 10,
-    })
-    .await;
+    // Snapshot and purge the log often, so the wiped node cannot replay it from the start.
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 10).await;
     let leader = cluster.wait_for_leader(None).await;
     push_alerts(&cluster, leader, "old", 60, 2).await;
     let lost = (1..=3).find(|id| *id != leader).unwrap();
@@ -467,14 +464,7 @@ async fn join_tokens_come_from_admins_admit_once_and_pin_the_cluster() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_removed_node_leaves_and_the_rest_carry_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (_tap, tap_address) = start_tap().await;
-    let mut cluster = TestCluster::start(ClusterOptions {
-        nodes: 3,
-        base: base(dir.path(), tap_address, String::new()),
-        proxied: false,
-        snapshot_logs: 20_000,
-    })
-    .await;
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 20_000).await;
     let leader = cluster.wait_for_leader(None).await;
     let gone = (1..=3).find(|id| *id != leader).unwrap();
     let key_file = dir.path().join("admin.key");
@@ -520,14 +510,7 @@ async fn a_removed_node_leaves_and_the_rest_carry_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lone_survivor_starts_a_new_cluster_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (_tap, tap_address) = start_tap().await;
-    let mut cluster = TestCluster::start(ClusterOptions {
-        nodes: 3,
-        base: base(dir.path(), tap_address, String::new()),
-        proxied: false,
-        snapshot_logs: 20_000,
-    })
-    .await;
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 20_000).await;
     let leader = cluster.wait_for_leader(None).await;
     push_alerts(&cluster, leader, "kept", 20, 10).await;
     assert!(
