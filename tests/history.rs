@@ -53,6 +53,7 @@ fn alert(id: u64, dedup_key: &str) -> Alert {
             recipients: vec![ALICE.into(), BOB.into()],
             threats: Vec::new(),
             notes: Vec::new(),
+            link: None,
             raw: json!({ "id": dedup_key }),
         },
     }

@@ -116,6 +116,7 @@ impl AlertSpec {
             recipients: self.recipients.clone(),
             threats: vec![threat],
             notes: Vec::new(),
+            link: None,
             raw: self.raw_event(now),
         }
     }

@@ -317,6 +317,7 @@ async fn ingest_alerts(
             recipients,
             threats: Vec::new(),
             notes: Vec::new(),
+            link: None,
             raw,
         });
     }

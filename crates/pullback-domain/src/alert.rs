@@ -130,6 +130,10 @@ pub struct AlertDraft {
     /// Anything the parser noticed and worked around, for the analyst to see.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// A source-chosen value that decides which alerts share an incident (the JSON source's
+    /// `link_attribute`); when set, it replaces the campaign, threat and Message-ID links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// The event exactly as the source sent it, unknown fields included.
     pub raw: serde_json::Value,
 }

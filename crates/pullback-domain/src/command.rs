@@ -1,6 +1,9 @@
 //! Commands: the only way the replicated state changes. Each is one Raft log entry.
 
-use crate::{AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, RejectedEvent, Timestamp};
+use crate::{
+    AlertDraft, Checkpoint, MatchCondition, RecipientOutcome, RejectedEvent, SourceDefinition,
+    Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -24,6 +27,14 @@ pub enum Command {
     },
     PutMatchCondition {
         condition: MatchCondition,
+    },
+    /// Creates or replaces a source defined in the replicated state.
+    PutSource {
+        source: SourceDefinition,
+    },
+    /// Removes a source's definition; its alerts, checkpoint and rejected events stay.
+    DeleteSource {
+        name: String,
     },
     DeleteMatchCondition {
         name: String,
@@ -108,6 +119,8 @@ impl Command {
             Command::SaveCheckpoint { .. } => "save_checkpoint",
             Command::PutMatchCondition { .. } => "put_match_condition",
             Command::DeleteMatchCondition { .. } => "delete_match_condition",
+            Command::PutSource { .. } => "put_source",
+            Command::DeleteSource { .. } => "delete_source",
             Command::ClaimRecipients { .. } => "claim_recipients",
             Command::RecordOutcomes { .. } => "record_outcomes",
             Command::RequestRestore { .. } => "request_restore",

@@ -21,7 +21,10 @@ pub use quarantine::{
     JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,
     RecipientStatus,
 };
-pub use source::{Checkpoint, RejectedEvent};
+pub use source::{
+    Checkpoint, RejectedEvent, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition, SourceKind,
+    valid_source_name,
+};
 
 /// Times are UTC everywhere; conversion to local time is the UI's business.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

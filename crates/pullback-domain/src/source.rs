@@ -21,6 +21,9 @@ pub struct Checkpoint {
     /// Everything before this time has been fetched and committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<Timestamp>,
+    /// An opaque position a scripted poller printed and gets back on its next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
     /// Times of the calls made in the last 24 hours, for quota accounting across failovers.
     #[serde(default)]
     pub calls: Vec<Timestamp>,
@@ -37,4 +40,176 @@ pub struct Checkpoint {
     pub duplicates: u64,
     #[serde(default)]
     pub rejected: u64,
+}
+
+/// A source defined in the replicated state, through the configuration file or the API:
+/// the pushed ones (search exports, the JSON alert source) and scripted pollers. TAP
+/// sources are defined in the configuration file only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDefinition {
+    /// Unique among sources; letters, digits, `.`, `_` and `-`. Pushers put it in the URL.
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hex SHA-256 of the credential a pusher presents in `Authorization`. Only push sources
+    /// have one; the credential itself is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_sha256: Option<String>,
+    #[serde(flatten)]
+    pub kind: SourceKind,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Message-log search results pushed (or uploaded) as CSV or JSON.
+    SearchExport,
+    /// The Threat-Response-compatible JSON alert source.
+    JsonEvent,
+    /// A program the leader runs on a schedule; it prints alerts as JSON lines.
+    Script(ScriptSpec),
+}
+
+impl SourceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::SearchExport => "search_export",
+            SourceKind::JsonEvent => "json_event",
+            SourceKind::Script(_) => "script",
+        }
+    }
+
+    pub fn is_pushed(&self) -> bool {
+        !matches!(self, SourceKind::Script(_))
+    }
+}
+
+/// How and how long a scripted poller runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSpec {
+    /// Absolute path of the program. It gets no shell: `args` are passed as they are.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Time from the end of one run to the start of the next.
+    #[serde(default = "default_script_interval")]
+    pub interval_secs: u64,
+    /// A run still going after this long is killed, with everything it started.
+    #[serde(default = "default_script_timeout")]
+    pub timeout_secs: u64,
+    /// The program's address-space limit (`RLIMIT_AS`).
+    #[serde(default = "default_script_memory")]
+    pub memory_mb: u64,
+    /// Output lines read per second at most; a faster script is slowed by its full pipe.
+    #[serde(default = "default_script_rate")]
+    pub max_lines_per_sec: u32,
+    /// Secrets handed to the program in its environment or in private files, never on its
+    /// command line.
+    #[serde(default)]
+    pub secrets: Vec<ScriptSecret>,
+}
+
+fn default_script_interval() -> u64 {
+    300
+}
+fn default_script_timeout() -> u64 {
+    600
+}
+fn default_script_memory() -> u64 {
+    1024
+}
+fn default_script_rate() -> u32 {
+    50_000
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSecret {
+    /// The environment variable, or the file's name in `$PULLBACK_SECRETS_DIR`.
+    pub name: String,
+    #[serde(default)]
+    pub delivery: SecretDelivery,
+    pub value: crate::Secret,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretDelivery {
+    #[default]
+    Env,
+    File,
+}
+
+impl SourceDefinition {
+    /// Checks everything the state machine cannot repair; each problem names its field.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if !valid_source_name(name) {
+            return Err(format!(
+                "source name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+            ));
+        }
+        if let Some(hash) = &self.credential_sha256 {
+            if !self.kind.is_pushed() {
+                return Err(format!("source {name:?}: only pushed sources take a credential"));
+            }
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("source {name:?}: credential_sha256 must be 64 hex digits"));
+            }
+        }
+        let SourceKind::Script(script) = &self.kind else {
+            return Ok(());
+        };
+        if !script.command.starts_with('/') {
+            return Err(format!(
+                "source {name:?}: command must be an absolute path, not {:?}",
+                script.command
+            ));
+        }
+        let positive = [
+            ("interval_secs", script.interval_secs),
+            ("timeout_secs", script.timeout_secs),
+            ("memory_mb", script.memory_mb),
+            ("max_lines_per_sec", u64::from(script.max_lines_per_sec)),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("source {name:?}: {field} must be at least 1"));
+        }
+        for (index, secret) in script.secrets.iter().enumerate() {
+            let valid = !secret.name.is_empty()
+                && !secret.name.starts_with(|c: char| c.is_ascii_digit())
+                && secret
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "source {name:?}: secrets[{index}].name {:?} must be letters, digits and \
+                     '_', not starting with a digit",
+                    secret.name
+                ));
+            }
+            if secret.name.starts_with("PULLBACK_") {
+                return Err(format!(
+                    "source {name:?}: secrets[{index}].name may not start with PULLBACK_"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Source names travel in URLs and file names: keep them plain.
+pub fn valid_source_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.starts_with('.')
 }

@@ -5,7 +5,12 @@ use pullback_domain::{AlertDraft, IncidentLink};
 /// The links through which an alert can join an open incident, strongest first: a campaign
 /// ties together many messages, a threat the messages that carry it, a Message-ID the copies
 /// of one message.
+///
+/// A source that names its own link (the JSON source's `link_attribute`) decides alone.
 pub fn incident_links(alert: &AlertDraft) -> Vec<IncidentLink> {
+    if let Some(link) = &alert.link {
+        return vec![IncidentLink::Attribute(link.clone())];
+    }
     let mut links = Vec::new();
     let mut push = |link: IncidentLink| {
         if !links.contains(&link) {
@@ -79,6 +84,7 @@ mod tests {
             recipients: vec![],
             threats: vec![threat("t1"), threat("t2")],
             notes: vec![],
+            link: None,
             raw: serde_json::Value::Null,
         };
         let keys: Vec<String> = incident_links(&alert)

@@ -116,6 +116,7 @@ mod tests {
                 ..Threat::default()
             }],
             notes: vec![],
+            link: None,
             raw: serde_json::Value::Null,
         }
     }

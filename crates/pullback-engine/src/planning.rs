@@ -81,6 +81,7 @@ mod tests {
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
             threats: vec![],
             notes: vec![],
+            link: None,
             raw: serde_json::Value::Null,
         }
     }

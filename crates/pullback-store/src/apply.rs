@@ -119,6 +119,20 @@ pub(crate) fn apply(
             tx.put(Cf::State, keys::condition(&condition.name), condition);
             Ok(CommandResponse::default())
         }
+        Command::PutSource { source } => {
+            if let Err(reason) = source.validate() {
+                return Ok(CommandResponse::refused(reason));
+            }
+            tx.put(Cf::State, keys::source(&source.name), source);
+            Ok(CommandResponse::default())
+        }
+        Command::DeleteSource { name } => {
+            if !tx.exists(Cf::State, &keys::source(name))? {
+                return Ok(CommandResponse::refused(format!("no source named {name:?}")));
+            }
+            tx.delete(Cf::State, keys::source(name));
+            Ok(CommandResponse::default())
+        }
         Command::DeleteMatchCondition { name } => {
             if !tx.exists(Cf::State, &keys::condition(name))? {
                 return Ok(CommandResponse::refused(format!(

@@ -217,6 +217,9 @@ pub mod keys {
     pub fn condition(name: &str) -> Vec<u8> {
         format!("condition/{name}").into_bytes()
     }
+    pub fn source(name: &str) -> Vec<u8> {
+        format!("source/{name}").into_bytes()
+    }
     pub fn checkpoint(source: &str) -> Vec<u8> {
         format!("checkpoint/{source}").into_bytes()
     }

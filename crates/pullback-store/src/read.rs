@@ -7,6 +7,7 @@ use crate::LogId;
 use crate::apply::{ClusterCa, JoinToken};
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
+    SourceDefinition,
     Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
     RejectedEvent, Timestamp,
 };
@@ -97,6 +98,15 @@ impl Reader {
 
     pub fn match_conditions(&self) -> Result<Vec<MatchCondition>, StoreError> {
         self.values(Cf::State, b"condition/")
+    }
+
+    /// Sources defined in the replicated state (not TAP sources, which the file defines).
+    pub fn sources(&self) -> Result<Vec<SourceDefinition>, StoreError> {
+        self.values(Cf::State, b"source/")
+    }
+
+    pub fn source(&self, name: &str) -> Result<Option<SourceDefinition>, StoreError> {
+        self.db.get(Cf::State, &keys::source(name))
     }
 
     /// Events of a source that could not be read, oldest first.

@@ -66,6 +66,7 @@ fn draft(id: &str, message_id: &str, recipients: &[&str], classification: &str) 
             ..Threat::default()
         }],
         notes: vec![],
+        link: None,
         raw: serde_json::json!({ "id": id }),
     }
 }

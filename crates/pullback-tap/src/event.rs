@@ -156,6 +156,7 @@ pub fn parse_event(kind: AlertKind, raw: &Value) -> Result<AlertDraft, EventErro
         recipients,
         threats,
         notes,
+        link: None,
         raw: raw.clone(),
     })
 }

@@ -1,0 +1,1 @@
+//! Search-export results (CSV or JSON).

@@ -1,0 +1,1 @@
+//! The Threat-Response-compatible JSON alert source.
