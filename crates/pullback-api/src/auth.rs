@@ -41,6 +41,25 @@ impl Caller {
     }
 }
 
+/// The key in `Authorization`: bare, as Threat Response clients send it, or after `Bearer`
+/// (the scheme is case-insensitive, RFC 9110). Empty when there is none.
+pub(crate) fn presented_key(headers: &axum::http::HeaderMap) -> &str {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match header.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key,
+        _ => header,
+    }
+    .trim()
+}
+
+/// Compares two hashes in time that does not depend on where they differ.
+pub(crate) fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.trim().as_bytes()).into()
 }
@@ -50,17 +69,7 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    // The scheme is case-insensitive (RFC 9110); a bare key is what Threat Response clients send.
-    let key = match header.split_once(' ') {
-        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key,
-        _ => header,
-    }
-    .trim();
+    let key = presented_key(request.headers());
     if key.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -68,7 +77,7 @@ pub(crate) async fn authenticate(
         ));
     }
     let hash = hash_key(key);
-    let Some(known) = state.keys.iter().find(|k| k.sha256 == hash) else {
+    let Some(known) = state.keys.iter().find(|k| same_hash(&k.sha256, &hash)) else {
         tracing::warn!(path = %request.uri().path(), "request with an unknown API key");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown API key"));
     };

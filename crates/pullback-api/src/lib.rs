@@ -8,6 +8,7 @@ mod auth;
 mod cluster;
 mod error;
 mod native;
+mod sources;
 mod threat_response;
 pub mod tls;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     // view (status, metrics, cluster) answers even without a majority, to help diagnose it.
     let consistent = Router::new()
         .merge(native::routes())
+        .merge(sources::routes())
         .merge(threat_response::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -52,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .merge(cluster::public_routes())
+        // Pushes carry their source's credential, not an API key.
+        .merge(sources::push_routes())
         .merge(protected)
         .with_state(state)
 }

@@ -29,8 +29,6 @@ pub(crate) fn routes() -> Router<AppState> {
                 .put(put_condition)
                 .delete(delete_condition),
         )
-        .route("/api/v1/sources", get(list_sources))
-        .route("/api/v1/sources/{name}/rejected", get(rejected_events))
 }
 
 pub(crate) async fn status(State(state): State<AppState>) -> Json<pullback_node::NodeStatus> {
@@ -52,13 +50,13 @@ fn default_limit() -> usize {
 }
 
 #[derive(Serialize)]
-struct Page<T> {
+pub(crate) struct Page<T> {
     total: usize,
     offset: usize,
     items: Vec<T>,
 }
 
-fn page<T>(all: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+pub(crate) fn page<T>(all: Vec<T>, offset: usize, limit: usize) -> Page<T> {
     let total = all.len();
     let items = all.into_iter().skip(offset).take(limit.min(1000)).collect();
     Page {
@@ -233,29 +231,14 @@ async fn restore_incident(
     Ok(Json(created))
 }
 
-/// Alerts pushed by a script or another system.
+/// Alerts pushed by a script or another system. Each alert is the object a scripted poller
+/// prints (see `pullback_script::line`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PushedAlerts {
     /// Names the pusher; alerts with the same `id` from the same source are kept once.
     source: String,
-    alerts: Vec<PushedAlert>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushedAlert {
-    id: String,
-    #[serde(default)]
-    message_id: Option<String>,
-    #[serde(default)]
-    recipients: Vec<String>,
-    #[serde(default)]
-    sender: Option<String>,
-    #[serde(default)]
-    subject: Option<String>,
-    #[serde(default)]
-    time: Option<pullback_domain::Timestamp>,
+    alerts: Vec<serde_json::Value>,
 }
 
 /// The most alerts one push may carry.
@@ -289,37 +272,25 @@ async fn ingest_alerts(
     let now = chrono::Utc::now();
     let mut drafts = Vec::with_capacity(pushed.alerts.len());
     for (index, alert) in pushed.alerts.into_iter().enumerate() {
-        if alert.id.trim().is_empty() || alert.id.contains('\0') {
-            return Err(ApiError::bad_request(format!(
-                "alerts[{index}].id must be non-empty and without NUL"
-            )));
+        let at = |e: pullback_script::line::FieldError| match e.field.as_str() {
+            "(line)" => ApiError::bad_request(format!("alerts[{index}]: {}", e.reason)),
+            field => ApiError::bad_request(format!("alerts[{index}].{field}: {}", e.reason)),
+        };
+        match pullback_script::line::parse_value(alert, now).map_err(at)? {
+            pullback_script::line::Parsed::Alert(draft) if draft.dedup_key.starts_with("id:") => {
+                drafts.push(*draft);
+            }
+            pullback_script::line::Parsed::Alert(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "alerts[{index}].id: is required"
+                )));
+            }
+            pullback_script::line::Parsed::Checkpoint(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "alerts[{index}]: a checkpoint is not an alert"
+                )));
+            }
         }
-        let mut recipients = Vec::with_capacity(alert.recipients.len());
-        for (position, raw) in alert.recipients.iter().enumerate() {
-            let address = pullback_domain::normalise_address(raw).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "alerts[{index}].recipients[{position}] is not an e-mail address: {raw:?}"
-                ))
-            })?;
-            recipients.push(address);
-        }
-        let raw = serde_json::json!({
-            "id": alert.id, "message_id": alert.message_id, "recipients": alert.recipients,
-            "sender": alert.sender, "subject": alert.subject,
-        });
-        drafts.push(pullback_domain::AlertDraft {
-            kind: pullback_domain::AlertKind::Script,
-            dedup_key: format!("id:{}", alert.id.trim()),
-            time: alert.time.unwrap_or(now),
-            message_id: alert.message_id.as_deref().and_then(MessageId::parse),
-            subject: alert.subject,
-            sender: alert.sender,
-            recipients,
-            threats: Vec::new(),
-            notes: Vec::new(),
-            link: None,
-            raw,
-        });
     }
     let command = Command::IngestAlerts {
         source: source.to_owned(),
@@ -404,39 +375,4 @@ async fn delete_condition(
     commit(&state, &caller, Command::DeleteMatchCondition { name })
         .await
         .map(Json)
-}
-
-async fn rejected_events(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<AlertQuery>,
-) -> ApiResult<Json<Page<pullback_domain::RejectedEvent>>> {
-    let events = state.node.reader().rejected_events(&name)?;
-    Ok(Json(page(events, query.offset, query.limit)))
-}
-
-#[derive(Serialize)]
-struct SourceView {
-    name: String,
-    #[serde(flatten)]
-    checkpoint: pullback_domain::Checkpoint,
-    calls_last_24h: usize,
-}
-
-async fn list_sources(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceView>>> {
-    let checkpoints = state.node.reader().checkpoints()?;
-    let views = checkpoints
-        .into_iter()
-        .map(|(name, mut checkpoint)| {
-            let calls_last_24h = checkpoint.calls.len();
-            // The call ledger is bookkeeping, not something an operator reads.
-            checkpoint.calls.clear();
-            SourceView {
-                name,
-                checkpoint,
-                calls_last_24h,
-            }
-        })
-        .collect();
-    Ok(Json(views))
 }

@@ -46,7 +46,6 @@ pub struct Checkpoint {
 /// the pushed ones (search exports, the JSON alert source) and scripted pollers. TAP
 /// sources are defined in the configuration file only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceDefinition {
     /// Unique among sources; letters, digits, `.`, `_` and `-`. Pushers put it in the URL.
     pub name: String,
@@ -212,4 +211,54 @@ pub fn valid_source_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<SourceDefinition, String> {
+        serde_json::from_str::<SourceDefinition>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn definitions_read_their_kind_and_refuse_unknown_script_fields() {
+        let push = parse(r#"{"name":"pps","type":"search_export","credential_sha256":null}"#);
+        assert_eq!(push.unwrap().kind, SourceKind::SearchExport);
+        let script = parse(
+            r#"{"name":"imd","enabled":false,"type":"script","command":"/opt/imd",
+                "secrets":[{"name":"TOKEN","value":"s"}]}"#,
+        )
+        .unwrap();
+        assert!(!script.enabled);
+        let SourceKind::Script(spec) = &script.kind else {
+            panic!("not a script: {script:?}")
+        };
+        assert_eq!(spec.timeout_secs, 600);
+        assert_eq!(spec.secrets[0].delivery, SecretDelivery::Env);
+        assert!(!format!("{script:?}").contains("\"s\""));
+        let typo = parse(r#"{"name":"imd","type":"script","command":"/x","timout_secs":3}"#);
+        assert!(typo.unwrap_err().contains("timout_secs"));
+        let back = serde_json::to_string(&script).unwrap();
+        assert_eq!(parse(&back).unwrap(), script);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let def = |json: &str| parse(json).unwrap().validate().unwrap_err();
+        assert!(def(r#"{"name":"a b","type":"json_event"}"#).contains("source name"));
+        assert!(def(r#"{"name":"s","type":"script","command":"rel/x"}"#).contains("absolute"));
+        assert!(
+            def(r#"{"name":"s","type":"script","command":"/x","timeout_secs":0}"#)
+                .contains("timeout_secs")
+        );
+        assert!(
+            def(r#"{"name":"s","type":"script","command":"/x","secrets":[{"name":"1A","value":"v"}]}"#)
+                .contains("secrets[0].name")
+        );
+        assert!(
+            def(r#"{"name":"s","type":"json_event","credential_sha256":"abc"}"#)
+                .contains("credential_sha256")
+        );
+    }
 }

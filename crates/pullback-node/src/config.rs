@@ -1,7 +1,9 @@
 //! The configuration file (TOML): the node, API keys, alert sources, mailbox backends and
 //! match conditions. `pullback validate` runs [`Config::load`] and reports every problem.
 
-use pullback_domain::MatchCondition;
+use pullback_domain::{
+    MatchCondition, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition, SourceKind,
+};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -203,14 +205,131 @@ fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     Tap(TapSourceConfig),
+    /// Message-search results pushed to `/api/v1/sources/<name>/push`.
+    SearchExport(PushSourceConfig),
+    /// The JSON alert source at `/threat/json_event/events/<name>`.
+    JsonEvent(PushSourceConfig),
+    Script(ScriptSourceConfig),
 }
 
 impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Tap(tap) => &tap.name,
+            SourceConfig::SearchExport(push) | SourceConfig::JsonEvent(push) => &push.name,
+            SourceConfig::Script(script) => &script.name,
         }
     }
+
+    /// The definition this entry stores in the replicated state, with its secrets read;
+    /// `None` for a TAP source, which lives in the file only.
+    pub fn definition(&self) -> Result<Option<SourceDefinition>, String> {
+        let (name, enabled, credential_sha256, kind) = match self {
+            SourceConfig::Tap(_) => return Ok(None),
+            SourceConfig::SearchExport(push) => (
+                &push.name,
+                push.enabled,
+                push.credential_sha256.clone(),
+                SourceKind::SearchExport,
+            ),
+            SourceConfig::JsonEvent(push) => (
+                &push.name,
+                push.enabled,
+                push.credential_sha256.clone(),
+                SourceKind::JsonEvent,
+            ),
+            SourceConfig::Script(script) => {
+                let mut secrets = Vec::with_capacity(script.secrets.len());
+                for secret in &script.secrets {
+                    let what = format!("source {:?} secret {:?}", script.name, secret.name);
+                    secrets.push(ScriptSecret {
+                        name: secret.name.clone(),
+                        delivery: secret.delivery,
+                        value: pullback_domain::Secret(secret.secret.resolve(&what)?),
+                    });
+                }
+                let spec = ScriptSpec {
+                    command: script.command.clone(),
+                    args: script.args.clone(),
+                    interval_secs: script.interval_secs,
+                    timeout_secs: script.timeout_secs,
+                    memory_mb: script.memory_mb,
+                    max_lines_per_sec: script.max_lines_per_sec,
+                    secrets,
+                };
+                (&script.name, script.enabled, None, SourceKind::Script(spec))
+            }
+        };
+        let definition = SourceDefinition {
+            name: name.clone(),
+            enabled,
+            credential_sha256: credential_sha256.map(|h| h.to_ascii_lowercase()),
+            kind,
+        };
+        definition.validate()?;
+        Ok(Some(definition))
+    }
+}
+
+/// A source that others push alerts to. Without `credential_sha256` nothing can push to it
+/// until an administrator sets a credential through the API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSourceConfig {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hex SHA-256 of the credential pushers send (`pullback hash-key` prints it).
+    #[serde(default)]
+    pub credential_sha256: Option<String>,
+}
+
+/// A program the leader runs on a schedule (see `docs/sources.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSourceConfig {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_script_interval")]
+    pub interval_secs: u64,
+    #[serde(default = "default_script_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_script_memory")]
+    pub memory_mb: u64,
+    #[serde(default = "default_script_rate")]
+    pub max_lines_per_sec: u32,
+    #[serde(default)]
+    pub secrets: Vec<ScriptSecretConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSecretConfig {
+    pub name: String,
+    #[serde(default)]
+    pub delivery: SecretDelivery,
+    /// Where Pullback reads it: `{ env = "..." }`, `{ file = "..." }` or `{ value = "..." }`.
+    pub secret: SecretRef,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_script_interval() -> u64 {
+    300
+}
+fn default_script_timeout() -> u64 {
+    600
+}
+fn default_script_memory() -> u64 {
+    1024
+}
+fn default_script_rate() -> u32 {
+    50_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,7 +542,15 @@ impl Config {
             }
         }
         for source in &self.sources {
-            let SourceConfig::Tap(tap) = source;
+            let tap = match source {
+                SourceConfig::Tap(tap) => tap,
+                other => {
+                    if let Err(problem) = other.definition() {
+                        problems.push(problem);
+                    }
+                    continue;
+                }
+            };
             if let Err(problem) = tap.secret.resolve(&format!("source {:?} secret", tap.name)) {
                 problems.push(problem);
             }

@@ -7,7 +7,7 @@
 //! fetching and touching mailboxes while a new leader does the same.
 
 use crate::config::WorkerConfig;
-use crate::{Node, Parts, sources, worker};
+use crate::{Node, Parts, scripts, sources, worker};
 use openraft::ServerState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +85,7 @@ fn start(
         let (node, parts, stopped) = (node.clone(), parts.clone(), stopped.clone());
         tasks.spawn(async move { sources::run(node, &parts.sources[index], stopped).await });
     }
+    tasks.spawn(scripts::supervise(node.clone(), stopped.clone()));
     let (node, parts, workers) = (node.clone(), parts.clone(), workers.clone());
     tasks.spawn(async move { worker::run(node, &parts.backends, workers, term, stopped).await });
     (term, stop, tasks)

@@ -11,6 +11,7 @@ pub mod config;
 mod leader;
 pub mod metrics;
 mod network;
+mod scripts;
 mod sources;
 mod worker;
 
@@ -122,6 +123,8 @@ pub struct Node {
     /// Where proposals on a follower wait to be sent to the leader together.
     forward: mpsc::Sender<Pending>,
     leader_work: Mutex<Option<LeaderWork>>,
+    /// Names of the TAP sources the configuration file defines.
+    tap_sources: Vec<String>,
 }
 
 impl Node {
@@ -198,6 +201,7 @@ impl Node {
             group,
             forward,
             leader_work: Mutex::new(None),
+            tap_sources: parts.sources.iter().map(|s| s.name.clone()).collect(),
         });
         let leader_raft = raft.clone();
         node.spawn_background(run_groups(grouped, move |commands| {
@@ -221,7 +225,7 @@ impl Node {
                     .state(ServerState::Leader, "wait for leadership")
                     .await
                     .map_err(|e| anyhow::anyhow!("node {id} did not become leader: {e}"))?;
-                node.sync_match_conditions(config).await?;
+                node.sync_config(config).await?;
             }
         }
 
@@ -306,14 +310,12 @@ impl Node {
                 self.spawn_background(store);
             }
         }
-        let conditions = config
-            .match_conditions
-            .iter()
-            .map(|condition| Command::PutMatchCondition {
-                condition: condition.clone(),
-            })
-            .collect();
-        self.spawn_background(settle(self.clone(), "storing match conditions", conditions));
+        let commands = config_commands(config)?;
+        self.spawn_background(settle(
+            self.clone(),
+            "storing match conditions and sources",
+            commands,
+        ));
         Ok(())
     }
 
@@ -542,6 +544,11 @@ impl Node {
         }
     }
 
+    /// Names of the TAP sources the configuration file defines.
+    pub fn tap_sources(&self) -> &[String] {
+        &self.tap_sources
+    }
+
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
@@ -619,21 +626,17 @@ impl Node {
         }
     }
 
-    /// Writes the configuration file's match conditions into the replicated state where they
-    /// differ, so the file stays the source of truth for the conditions it names.
-    async fn sync_match_conditions(&self, config: &Config) -> anyhow::Result<()> {
-        let stored = self.reader.match_conditions()?;
-        for condition in &config.match_conditions {
-            if stored.iter().any(|s| s == condition) {
+    /// Writes the configuration file's match conditions and sources into the replicated state
+    /// where they differ, so the file stays the source of truth for what it names.
+    async fn sync_config(&self, config: &Config) -> anyhow::Result<()> {
+        for command in config_commands(config)? {
+            if in_effect(self, &command).await {
                 continue;
             }
-            tracing::info!(condition = %condition.name, "storing match condition from config");
-            let command = Command::PutMatchCondition {
-                condition: condition.clone(),
-            };
+            tracing::info!(command = command.name(), "storing configuration from the file");
             let response = self.propose(command).await?;
             if let Some(reason) = response.refused {
-                anyhow::bail!("match condition {:?} refused: {reason}", condition.name);
+                anyhow::bail!("the configuration file was refused: {reason}");
             }
         }
         Ok(())
@@ -675,6 +678,24 @@ async fn settle(node: Arc<Node>, what: &'static str, commands: Vec<Command>) {
     }
 }
 
+/// The commands that store the configuration file's match conditions and the sources it
+/// defines for the replicated state.
+fn config_commands(config: &Config) -> anyhow::Result<Vec<Command>> {
+    let mut commands: Vec<Command> = config
+        .match_conditions
+        .iter()
+        .map(|condition| Command::PutMatchCondition {
+            condition: condition.clone(),
+        })
+        .collect();
+    for source in &config.sources {
+        if let Some(source) = source.definition().map_err(anyhow::Error::msg)? {
+            commands.push(Command::PutSource { source });
+        }
+    }
+    Ok(commands)
+}
+
 /// Whether `command` would change nothing, as far as the current state says.
 async fn in_effect(node: &Node, command: &Command) -> bool {
     if node.read_barrier().await.is_err() {
@@ -685,6 +706,10 @@ async fn in_effect(node: &Node, command: &Command) -> bool {
             .reader
             .match_conditions()
             .is_ok_and(|stored| stored.contains(condition)),
+        Command::PutSource { source } => node
+            .reader
+            .source(&source.name)
+            .is_ok_and(|stored| stored.as_ref() == Some(source)),
         Command::SetClusterCa { cert_pem, .. } => node
             .reader
             .cluster_ca()

@@ -1,8 +1,8 @@
 //! Running alert sources on the leader: each cycle reads the source's checkpoint from the
 //! replicated state, fetches, and commits alerts and the new checkpoint in one entry.
 
-use crate::Node;
-use pullback_domain::{Checkpoint, Command};
+use crate::{Node, ProposeError};
+use pullback_domain::{AlertDraft, Checkpoint, Command, CommandResponse, RejectedEvent};
 use pullback_tap::poller::{Batch, BatchSink, TapPoller};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,20 +36,12 @@ impl BatchSink for RaftSink<'_> {
         if let Some(reason) = response.refused {
             anyhow::bail!("the state machine refused the batch: {reason}");
         }
-        let metrics = &self.node.metrics;
-        metrics
-            .alerts_accepted
+        self.node.count_ingested(self.source, &response, rejected);
+        self.node
+            .metrics
+            .source_calls
             .with_label_values(&[self.source])
-            .inc_by(response.alerts.len() as u64);
-        metrics
-            .alerts_duplicate
-            .with_label_values(&[self.source])
-            .inc_by(response.duplicates);
-        metrics
-            .events_rejected
-            .with_label_values(&[self.source])
-            .inc_by(rejected);
-        metrics.source_calls.with_label_values(&[self.source]).inc();
+            .inc();
         tracing::info!(
             source = self.source,
             events = drafts,
@@ -61,6 +53,60 @@ impl BatchSink for RaftSink<'_> {
         );
         let stored = self.node.reader.checkpoint(self.source)?;
         Ok(stored.unwrap_or_default())
+    }
+}
+
+impl Node {
+    /// Counts what one committed batch of a source brought.
+    pub(crate) fn count_ingested(&self, source: &str, response: &CommandResponse, rejected: u64) {
+        let metrics = &self.metrics;
+        metrics
+            .alerts_accepted
+            .with_label_values(&[source])
+            .inc_by(response.alerts.len() as u64);
+        metrics
+            .alerts_duplicate
+            .with_label_values(&[source])
+            .inc_by(response.duplicates);
+        metrics
+            .events_rejected
+            .with_label_values(&[source])
+            .inc_by(rejected);
+    }
+
+    /// Commits alerts pushed to (or uploaded for) a source defined in the replicated state,
+    /// with the source's health: when it was last used and, if this push carried rows or
+    /// events that could not be read, the first reason. Works on any node; a follower
+    /// forwards the write.
+    pub async fn ingest_pushed(
+        &self,
+        source: &str,
+        drafts: Vec<AlertDraft>,
+        rejected: Vec<RejectedEvent>,
+    ) -> Result<CommandResponse, ProposeError> {
+        let now = chrono::Utc::now();
+        let mut checkpoint = self
+            .reader
+            .checkpoint(source)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        checkpoint.last_run = Some(now);
+        checkpoint.last_success = Some(now);
+        checkpoint.last_error = rejected.first().map(|r| r.reason.clone());
+        let bad = rejected.len() as u64;
+        let command = Command::IngestAlerts {
+            source: source.to_owned(),
+            at: now,
+            drafts,
+            rejected,
+            checkpoint: Some(checkpoint),
+        };
+        let response = self.propose(command).await?;
+        if response.refused.is_none() {
+            self.count_ingested(source, &response, bad);
+        }
+        Ok(response)
     }
 }
 
@@ -101,9 +147,12 @@ pub(crate) async fn run(node: Arc<Node>, source: &Source, mut stop: watch::Recei
 }
 
 impl Source {
-    /// Builds the sources a configuration describes, reading their secrets.
-    pub fn from_config(config: &crate::config::SourceConfig) -> Result<Source, String> {
-        let crate::config::SourceConfig::Tap(tap) = config;
+    /// Builds the TAP poller a configuration entry describes, reading its secret; `None` for
+    /// the other kinds, which the replicated state defines.
+    pub fn from_config(config: &crate::config::SourceConfig) -> Result<Option<Source>, String> {
+        let crate::config::SourceConfig::Tap(tap) = config else {
+            return Ok(None);
+        };
         let secret = tap
             .secret
             .resolve(&format!("source {:?} secret", tap.name))?;
@@ -123,10 +172,10 @@ impl Source {
             limit: tap.daily_quota,
             ..Default::default()
         };
-        Ok(Source {
+        Ok(Some(Source {
             name: tap.name.clone(),
             poller: TapPoller::new(client, window, quota),
             interval: Duration::from_secs(tap.interval_secs.max(1)),
-        })
+        }))
     }
 }

@@ -14,6 +14,7 @@ pub fn parts(config: &Config) -> anyhow::Result<(Parts, Vec<ApiKey>)> {
         .sources
         .iter()
         .map(Source::from_config)
+        .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let mut keys = Vec::new();

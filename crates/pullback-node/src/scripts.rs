@@ -1,0 +1,194 @@
+//! Scripted pollers on the leader: one task per enabled script source in the replicated
+//! state, restarted when its definition changes and stopped when it is removed or
+//! leadership ends. Each run's batches go through Raft with the position they cover (see
+//! `pullback_script::runner`).
+
+use crate::Node;
+use pullback_domain::{Command, ScriptSpec, SourceDefinition, SourceKind};
+use pullback_script::runner::{Batch, Ending, Sink};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the leader looks for added, changed or removed script sources.
+const RECONCILE: Duration = Duration::from_secs(1);
+
+struct Running {
+    definition: SourceDefinition,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one poller running per enabled script source until `stop` changes.
+pub(crate) async fn supervise(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    loop {
+        let wanted: Vec<SourceDefinition> = match node.reader.sources() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|d| d.enabled && matches!(d.kind, SourceKind::Script(_)))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the script sources");
+                Vec::new()
+            }
+        };
+        let stale: Vec<String> = running
+            .iter()
+            .filter(|(name, r)| !wanted.iter().any(|w| &w.name == *name && *w == r.definition))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(old) = running.remove(&name) {
+                tracing::info!(source = %name, "script source changed or removed; stopping it");
+                end(old).await;
+            }
+        }
+        for definition in wanted {
+            if running.contains_key(&definition.name) {
+                continue;
+            }
+            let SourceKind::Script(spec) = definition.kind.clone() else {
+                continue;
+            };
+            let (stop_one, stopped) = watch::channel(false);
+            let name = definition.name.clone();
+            let task = tokio::spawn(poll(node.clone(), name.clone(), spec, stopped));
+            running.insert(
+                name,
+                Running {
+                    definition,
+                    stop: stop_one,
+                    task,
+                },
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RECONCILE) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for (_, old) in running {
+        end(old).await;
+    }
+}
+
+async fn end(running: Running) {
+    let _ = running.stop.send(true);
+    if let Err(e) = running.task.await {
+        tracing::error!(error = %e, "a script poller panicked");
+    }
+}
+
+/// Runs one script on its schedule until told to stop.
+async fn poll(node: Arc<Node>, name: String, spec: ScriptSpec, mut stop: watch::Receiver<bool>) {
+    loop {
+        let started = chrono::Utc::now();
+        let position = match node.reader.checkpoint(&name) {
+            Ok(checkpoint) => checkpoint.and_then(|c| c.position),
+            Err(e) => {
+                tracing::error!(source = %name, error = %e, "cannot read the checkpoint");
+                return;
+            }
+        };
+        tracing::info!(source = %name, position = ?position, "running script");
+        let mut sink = RaftSink {
+            node: &node,
+            source: &name,
+            started,
+        };
+        let report =
+            pullback_script::run(&name, &spec, position.as_deref(), &mut sink, stop.clone()).await;
+        node.metrics.source_calls.with_label_values(&[&name]).inc();
+        tracing::info!(
+            source = %name,
+            lines = report.lines,
+            alerts = report.alerts,
+            malformed = report.malformed,
+            stderr_lines = report.stderr_lines,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            ending = ?report.ending,
+            "script run ended"
+        );
+        if report.ending == Ending::Stopped {
+            return;
+        }
+        if let Some(error) = report.ending.error() {
+            node.metrics.source_errors.with_label_values(&[&name]).inc();
+            tracing::warn!(source = %name, %error, "script run failed");
+        }
+        record_run(&node, &name, started, report.ending.error()).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(spec.interval_secs)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Stores when the run started and how it ended, keeping the position its batches stored.
+async fn record_run(node: &Node, name: &str, started: pullback_domain::Timestamp, error: Option<String>) {
+    let mut checkpoint = match node.reader.checkpoint(name) {
+        Ok(checkpoint) => checkpoint.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(source = %name, error = %e, "cannot read the checkpoint");
+            return;
+        }
+    };
+    checkpoint.last_run = Some(started);
+    match error {
+        None => {
+            checkpoint.last_success = Some(chrono::Utc::now());
+            checkpoint.last_error = None;
+        }
+        Some(error) => checkpoint.last_error = Some(error),
+    }
+    let command = Command::SaveCheckpoint {
+        source: name.to_owned(),
+        checkpoint,
+    };
+    if let Err(e) = node.propose_local(command).await {
+        tracing::warn!(source = %name, error = %e, "cannot record the script run");
+    }
+}
+
+/// Commits a run's batches on this node, which must lead.
+struct RaftSink<'a> {
+    node: &'a Node,
+    source: &'a str,
+    started: pullback_domain::Timestamp,
+}
+
+impl Sink for RaftSink<'_> {
+    async fn commit(&mut self, batch: Batch) -> Result<(), String> {
+        let mut checkpoint = self
+            .node
+            .reader
+            .checkpoint(self.source)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        checkpoint.last_run = Some(self.started);
+        if batch.position.is_some() {
+            checkpoint.position = batch.position;
+        }
+        let rejected = batch.rejected.len() as u64;
+        let command = Command::IngestAlerts {
+            source: self.source.to_owned(),
+            at: chrono::Utc::now(),
+            drafts: batch.drafts,
+            rejected: batch.rejected,
+            checkpoint: Some(checkpoint),
+        };
+        let response = self
+            .node
+            .propose_local(command)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(reason) = response.refused {
+            return Err(format!("the state machine refused the batch: {reason}"));
+        }
+        self.node.count_ingested(self.source, &response, rejected);
+        Ok(())
+    }
+}
