@@ -9,6 +9,11 @@
 //! CSV is read as a stream: [`ExportReader`] takes the body in chunks of any size and holds
 //! at most one row, and never more than [`MAX_ROW_BYTES`] of it.
 //!
+//! Each draft's `raw` is the row as a JSON object. A row listing more than
+//! [`FULL_ROW_RECIPIENTS`] recipients is the exception: a copy per recipient of the whole list
+//! would grow with its square, so each draft's copy lists only its own recipient, and a note
+//! says so.
+//!
 //! Bytes that are not UTF-8 are replaced with U+FFFD and the draft gets a note saying which
 //! column held them, because exports in a legacy encoding still name the right message and
 //! mailboxes. The exceptions are `Message_ID` and `Recipients`: a replaced byte there would
@@ -21,9 +26,7 @@ use csv_core::{ReadRecordResult, Reader};
 use pullback_domain::{AlertDraft, AlertKind, MessageId, RejectedEvent, Timestamp};
 use serde_json::{Map, Value, json};
 
-use crate::shared::{
-    address, content_key, parse_time, quoted, split_address_list, type_name,
-};
+use crate::shared::{address, content_key, parse_time, quoted, split_address_list, type_name};
 
 /// The longest row read, counted in input bytes with its quotes and line end. A longer row is
 /// reported as bad and skipped to its end without being held in memory.
@@ -37,6 +40,10 @@ const ROW_BUFFER_BYTES: usize = 4 * 1024;
 
 /// A row buffer grown past this by a long row is shrunk again once the row is done.
 const ROW_BUFFER_KEPT_BYTES: usize = 64 * 1024;
+
+/// A row with more recipients than this gives each draft a copy of the row that lists only
+/// the draft's own recipient.
+pub const FULL_ROW_RECIPIENTS: usize = 100;
 
 /// How much of a skipped row is kept, so that an operator can recognise it.
 const PREVIEW_BYTES: usize = 256;
@@ -88,8 +95,10 @@ impl RowError {
 /// this; a bad data row is a [`RowOutcome::Bad`] instead.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
+    /// The input ended before a header row: it was empty, or held only blank lines.
     #[error("the export is empty: it has no header row")]
     NoHeader,
+    /// The header lacks `Message_ID` or `Recipients`, without which no alert can be made.
     #[error("{}", missing_columns(.missing, .found))]
     MissingColumns {
         /// The required columns that are absent, by their names in the known export header.
@@ -97,16 +106,22 @@ pub enum ExportError {
         /// The header's column names as given.
         found: Vec<String>,
     },
+    /// Two header names read as the same known column (`Message_ID` and `Message-ID`), so
+    /// which one to read would be a guess.
     #[error("the columns {first:?} and {second:?} both name the {column} column; keep one")]
     DuplicateColumn {
+        /// The column's name in the known export header.
         column: &'static str,
         first: String,
         second: String,
     },
+    /// The header row is longer than [`MAX_ROW_BYTES`]: likely not a CSV export at all.
     #[error("the header row is longer than 1 MiB")]
     HeaderTooLong,
+    /// The header has more than [`MAX_COLUMNS`] columns.
     #[error("the header has more than 512 columns")]
     TooManyColumns,
+    /// A JSON push whose body is neither an array of rows nor an object holding one.
     #[error(
         "expected a JSON array of row objects, or an object whose `rows` or `messages` field \
          holds one; found {found}"
@@ -138,8 +153,7 @@ pub struct ExportReader {
     bom_matched: Option<usize>,
     header: Option<Header>,
     row: RowBuffer,
-    /// The physical line of the next byte, from 1.
-    line: u64,
+    lines: LineCounter,
     rows_read: u64,
     /// A header problem; every later call returns it again.
     failed: Option<ExportError>,
@@ -156,7 +170,7 @@ impl ExportReader {
             bom_matched: Some(0),
             header: None,
             row: RowBuffer::new(),
-            line: 1,
+            lines: LineCounter::default(),
             rows_read: 0,
             failed: None,
             finished: false,
@@ -248,13 +262,16 @@ impl ExportReader {
             if self.row.start_line.is_none() {
                 // Blank lines between rows: csv_core would skip them too, but the row's line
                 // is only known once its first byte is.
-                let blank = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
-                self.line += count_line_ends(&input[..blank]);
+                let blank = input
+                    .iter()
+                    .take_while(|b| matches!(b, b'\r' | b'\n'))
+                    .count();
+                self.lines.advance(&input[..blank]);
                 input = &input[blank..];
                 if input.is_empty() {
                     break;
                 }
-                self.row.start_line = Some(self.line);
+                self.row.start_line = Some(self.lines.next_line());
             }
 
             // csv_core drops a byte order mark of its own, but only when its very first input
@@ -266,7 +283,7 @@ impl ExportReader {
                 &input[..1]
             };
             let (result, consumed) = self.row.read(&mut self.csv, next);
-            self.line += count_line_ends(&input[..consumed]);
+            self.lines.advance(&input[..consumed]);
             input = &input[consumed..];
             self.after_read(result, out)?;
         }
@@ -302,7 +319,7 @@ impl ExportReader {
     }
 
     fn end_row(&mut self, out: &mut Vec<RowOutcome>) -> Result<(), ExportError> {
-        let line = self.row.start_line.unwrap_or(self.line);
+        let line = self.row.start_line.unwrap_or(self.lines.next_line());
         let result = match &self.header {
             None => self.read_header(),
             Some(header) => {
@@ -341,8 +358,31 @@ impl ExportReader {
     }
 }
 
-fn count_line_ends(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+/// Counts physical lines as csv_core ends records: at LF, CRLF, or a CR alone.
+#[derive(Debug, Default)]
+struct LineCounter {
+    /// Line ends seen, a CRLF counted once.
+    ends: u64,
+    /// The last byte seen was a CR: a line end, unless an LF follows to complete it.
+    after_cr: bool,
+}
+
+impl LineCounter {
+    fn advance(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            // An LF ends a line, completing a CR before it if any; anything after a lone CR
+            // means that CR ended one.
+            if b == b'\n' || self.after_cr {
+                self.ends += 1;
+            }
+            self.after_cr = b == b'\r';
+        }
+    }
+
+    /// The line, from 1, of the next byte when that byte is not an LF.
+    fn next_line(&self) -> u64 {
+        1 + self.ends + u64::from(self.after_cr)
+    }
 }
 
 /// Why the row being read is skipped rather than kept.
@@ -400,8 +440,7 @@ impl RowBuffer {
         self.nend += ended;
         self.bytes += consumed;
         let room = PREVIEW_BYTES.saturating_sub(self.preview.len());
-        self.preview
-            .extend_from_slice(&input[..consumed.min(room)]);
+        self.preview.extend_from_slice(&input[..consumed.min(room)]);
         (result, consumed)
     }
 
@@ -619,7 +658,12 @@ fn unique_names(names: Vec<String>) -> Vec<String> {
 
 fn missing_columns(missing: &[&str], found: &[String]) -> String {
     const SHOWN: usize = 20;
-    let mut names = found.iter().take(SHOWN).map(String::as_str).collect::<Vec<_>>().join(", ");
+    let mut names = found
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     if found.len() > SHOWN {
         names.push_str(&format!(" and {} more", found.len() - SHOWN));
     }
@@ -628,7 +672,9 @@ fn missing_columns(missing: &[&str], found: &[String]) -> String {
         missing.join(" or ")
     );
     if found.len() == 1 && found[0].contains([';', '\t']) {
-        message.push_str("; its columns seem to be separated by ';' or tabs, but an export must use commas");
+        message.push_str(
+            "; its columns seem to be separated by ';' or tabs, but an export must use commas",
+        );
     }
     message
 }
@@ -779,7 +825,10 @@ fn json_text(key: &str, value: &Value) -> Result<Option<String>, String> {
         Value::String(text) => Ok(Some(text.clone())),
         Value::Number(number) => Ok(Some(number.to_string())),
         Value::Bool(yes) => Ok(Some(yes.to_string())),
-        other => Err(format!("{key}: expected a string, found {}", type_name(other))),
+        other => Err(format!(
+            "{key}: expected a string, found {}",
+            type_name(other)
+        )),
     }
 }
 
@@ -871,6 +920,15 @@ fn drafts_for_row(
         .map(|subject| subject.trim().to_owned())
         .filter(|subject| !subject.is_empty());
 
+    // Each draft carries its own copy of the row, so a row listing thousands of recipients
+    // would cost their number squared; past a hundred, a draft's copy lists only its own.
+    let one_recipient_each = recipients.len() > FULL_ROW_RECIPIENTS;
+    if one_recipient_each {
+        notes.push(format!(
+            "the row lists {} recipients; this alert's copy of the row lists only its own",
+            recipients.len()
+        ));
+    }
     let drafts = recipients
         .into_iter()
         .map(|recipient| AlertDraft {
@@ -880,14 +938,33 @@ fn drafts_for_row(
             message_id: Some(message_id.clone()),
             subject: subject.clone(),
             sender: sender.clone(),
+            raw: if one_recipient_each {
+                with_recipients(raw, &recipient)
+            } else {
+                raw.clone()
+            },
             recipients: vec![recipient],
             threats: Vec::new(),
             notes: notes.clone(),
             link: None,
-            raw: raw.clone(),
         })
         .collect();
     Ok(drafts)
+}
+
+/// A copy of a row whose recipients field holds `recipients` instead of what it held.
+fn with_recipients(raw: &Value, recipients: &str) -> Value {
+    let Value::Object(row) = raw else {
+        return raw.clone();
+    };
+    let copy = row.iter().map(|(key, value)| {
+        let value = match Column::from_name(key) {
+            Some(Column::Recipients) => Value::String(recipients.to_owned()),
+            _ => value.clone(),
+        };
+        (key.clone(), value)
+    });
+    Value::Object(copy.collect())
 }
 
 fn row_message_id(text: Option<&str>) -> Result<MessageId, String> {
@@ -949,7 +1026,10 @@ fn row_sender(
         match address(value) {
             Some(address) => return Some(address),
             None if value == "<>" => {}
-            None => notes.push(format!("{column} {} is not an e-mail address", quoted(value))),
+            None => notes.push(format!(
+                "{column} {} is not an e-mail address",
+                quoted(value)
+            )),
         }
     }
     None

@@ -47,7 +47,10 @@ const LINK_ATTRIBUTES: [&str; 23] = [
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct FieldError {
+    /// The field's path from the top of the body: `link_attribute`, `attacker.ip_address`,
+    /// `email.headers.Subject` (header names as sent), `email.to[2]`.
     pub field: String,
+    /// What is wrong, such as `expected a string, found a number`.
     pub reason: String,
 }
 
@@ -60,7 +63,10 @@ impl FieldError {
     }
 
     fn expected(field: impl Into<String>, what: &str, found: &Value) -> FieldError {
-        FieldError::new(field, format!("expected {what}, found {}", type_name(found)))
+        FieldError::new(
+            field,
+            format!("expected {what}, found {}", type_name(found)),
+        )
     }
 }
 
@@ -134,7 +140,12 @@ impl<'a> Object<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
         let value = match self.map.get(key) {
             Some(value) => value,
-            None => self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))?.1,
+            None => {
+                self.map
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))?
+                    .1
+            }
         };
         (!value.is_null()).then_some(value)
     }
@@ -207,7 +218,11 @@ impl<'a> Object<'a> {
                 texts
             }
             Some(other) => {
-                return Err(FieldError::expected(path, "a string or an array of strings", other));
+                return Err(FieldError::expected(
+                    path,
+                    "a string or an array of strings",
+                    other,
+                ));
             }
         };
 
@@ -271,7 +286,9 @@ impl<'a> Event<'a> {
         }
         let from_headers = self.email.headers.recipients(notes);
         if !from_headers.is_empty() {
-            notes.push("no email.to or email.cc; the recipients are from the To and Cc headers".to_owned());
+            notes.push(
+                "no email.to or email.cc; the recipients are from the To and Cc headers".to_owned(),
+            );
             return dedup(from_headers);
         }
         if let Some(user) = self.target.user.and_then(address) {
@@ -290,7 +307,10 @@ impl<'a> Event<'a> {
         if let Some(from) = self.email.from {
             match address(from) {
                 Some(sender) => return Some(sender),
-                None => notes.push(format!("email.from {} is not an e-mail address", quoted(from))),
+                None => notes.push(format!(
+                    "email.from {} is not an e-mail address",
+                    quoted(from)
+                )),
             }
         }
         let from = self.email.headers.from?;
@@ -298,7 +318,10 @@ impl<'a> Event<'a> {
     }
 
     fn subject(&self) -> Option<&'a str> {
-        self.email.subject.or(self.email.headers.subject).or(self.summary)
+        self.email
+            .subject
+            .or(self.email.headers.subject)
+            .or(self.summary)
     }
 
     fn message_id(&self) -> Option<MessageId> {
@@ -349,7 +372,10 @@ impl<'a> Event<'a> {
                 kind,
                 value: value.map(str::to_owned),
                 hostname: info.url.and_then(hostname_of),
-                sha256: info.filehash.filter(|h| is_sha256(h)).map(str::to_ascii_lowercase),
+                sha256: info
+                    .filehash
+                    .filter(|h| is_sha256(h))
+                    .map(str::to_ascii_lowercase),
                 classification: self.classification.clone(),
                 time: occurred_at,
                 ..Threat::default()
@@ -475,7 +501,11 @@ impl<'a> Email<'a> {
 
         let mut recipients = email.addresses("to")?;
         recipients.extend(email.addresses("cc")?);
-        let dates = [email.time("received_at")?, email.time("date")?, headers.date.take()];
+        let dates = [
+            email.time("received_at")?,
+            email.time("date")?,
+            headers.date.take(),
+        ];
         let dates = dates.into_iter().flatten().collect();
         Ok(Email {
             from: email.text("from")?,
@@ -537,7 +567,8 @@ impl<'a> Headers<'a> {
                 "from" => read.from = header_values(&path, value)?.first().copied(),
                 "to" | "cc" => {
                     let values = header_values(&path, value)?;
-                    read.to.extend(values.into_iter().map(|v| (path.clone(), v)));
+                    read.to
+                        .extend(values.into_iter().map(|v| (path.clone(), v)));
                 }
                 "subject" => read.subject = header_values(&path, value)?.first().copied(),
                 "messageid" => read.message_id = header_values(&path, value)?.first().copied(),
@@ -641,7 +672,10 @@ fn read_time(field: Option<&TimeField>, notes: &mut Vec<String>) -> Option<Times
         _ => None,
     };
     if time.is_none() {
-        notes.push(format!("{} {} could not be read as a time", field.path, field.value));
+        notes.push(format!(
+            "{} {} could not be read as a time",
+            field.path, field.value
+        ));
     }
     time
 }
@@ -678,7 +712,10 @@ fn link(event: &Event, draft: &AlertDraft) -> Result<Option<String>, FieldError>
         .map(|value| value.trim().to_lowercase())
         .filter(|value| !value.is_empty());
     let Some(value) = value else {
-        let reason = format!("{} links on {source}, which is absent or empty", quoted(requested));
+        let reason = format!(
+            "{} links on {source}, which is absent or empty",
+            quoted(requested)
+        );
         return Err(FieldError::new("link_attribute", reason));
     };
     Ok(Some(format!("{attribute}={value}")))
@@ -693,10 +730,14 @@ fn linked_value(
 ) -> Option<(String, String, Option<String>)> {
     if let Some(field) = name.strip_prefix("custom_fields.") {
         let attribute = format!("custom_fields.{field}");
-        return (!field.is_empty()).then(|| (attribute.clone(), attribute, event.custom_field(field)));
+        return (!field.is_empty())
+            .then(|| (attribute.clone(), attribute, event.custom_field(field)));
     }
     for (party_name, party) in [("attacker", &event.attacker), ("target", &event.target)] {
-        if let Some(rest) = name.strip_prefix(party_name).and_then(|r| r.strip_prefix('_')) {
+        if let Some(rest) = name
+            .strip_prefix(party_name)
+            .and_then(|r| r.strip_prefix('_'))
+        {
             let (field, value) = party.field(rest)?;
             return Some((
                 format!("{party_name}_{field}"),

@@ -60,7 +60,9 @@ pub(crate) fn parse_time(text: &str) -> Option<Timestamp> {
             return Some(time.and_utc());
         }
     }
-    DateTime::parse_from_rfc2822(text).ok().map(|time| time.to_utc())
+    DateTime::parse_from_rfc2822(text)
+        .ok()
+        .map(|time| time.to_utc())
 }
 
 /// The JSON type of a value as an error message says it: "found a number".
@@ -174,7 +176,10 @@ mod tests {
             ("2024-05-01 09:30:00", "2024-05-01T09:30:00+00:00"),
             (" 2024-05-01T09:30:00 ", "2024-05-01T09:30:00+00:00"),
             ("2024-05-01 09:30:00.250", "2024-05-01T09:30:00.250+00:00"),
-            ("Wed, 01 May 2024 11:30:00 +0200", "2024-05-01T09:30:00+00:00"),
+            (
+                "Wed, 01 May 2024 11:30:00 +0200",
+                "2024-05-01T09:30:00+00:00",
+            ),
             ("1 May 2024 09:30:00 GMT", "2024-05-01T09:30:00+00:00"),
         ];
         for (text, expected) in cases {
@@ -202,6 +207,9 @@ mod tests {
 
         let reordered_list = content_key(&json!({"b": 1, "a": [{"y": null}, {"x": "é"}]}));
         assert_ne!(a, reordered_list);
-        assert_ne!(content_key(&json!({"a": 1})), content_key(&json!({"a": "1"})));
+        assert_ne!(
+            content_key(&json!({"a": 1})),
+            content_key(&json!({"a": "1"}))
+        );
     }
 }

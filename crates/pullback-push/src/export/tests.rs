@@ -2,16 +2,18 @@ use super::*;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-const HEADER: &str =
-    "Date,Sender,Header_From,Header_Return-Path,Recipients,Sender_IP_Address,Message_ID,Subject,\
-     Message_Size\n";
+/// The header of the gateway's own export.
+const HEADER: &str = "Date,Sender,Header_From,Header_Return-Path,Recipients,Sender_IP_Address,\
+                      Message_ID,Subject,Message_Size\n";
 
 fn now() -> Timestamp {
     "2024-06-01T12:00:00Z".parse().expect("a time")
 }
 
 fn time(text: &str) -> Timestamp {
-    DateTime::parse_from_rfc3339(text).expect("a time").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .expect("a time")
+        .with_timezone(&Utc)
 }
 
 /// Reads a whole export handed over in the given chunks.
@@ -38,7 +40,8 @@ fn summary(outcomes: &[RowOutcome]) -> Vec<String> {
         .iter()
         .map(|outcome| match outcome {
             RowOutcome::Alerts { line, drafts } => {
-                let recipients: Vec<&str> = drafts.iter().map(|d| d.recipients[0].as_str()).collect();
+                let recipients: Vec<&str> =
+                    drafts.iter().map(|d| d.recipients[0].as_str()).collect();
                 let id = drafts[0].message_id.as_ref().map(MessageId::as_str);
                 format!("{line}: {} -> {}", id.unwrap_or("-"), recipients.join(" "))
             }
@@ -73,13 +76,22 @@ fn the_known_header_maps_every_column() {
          <a1b2c3@mail.sender.zz>,Invoice overdue,48213\n"
     );
     let outcomes = read(&input);
-    assert_eq!(summary(&outcomes), ["2: a1b2c3@mail.sender.zz -> alice@example.zz bob@example.zz"]);
+    assert_eq!(
+        summary(&outcomes),
+        ["2: a1b2c3@mail.sender.zz -> alice@example.zz bob@example.zz"]
+    );
 
     let drafts = drafts(&outcomes[0]);
     let alice = &drafts[0];
     assert_eq!(alice.kind, AlertKind::SearchExport);
-    assert_eq!(alice.dedup_key, "export:a1b2c3@mail.sender.zz:alice@example.zz");
-    assert_eq!(drafts[1].dedup_key, "export:a1b2c3@mail.sender.zz:bob@example.zz");
+    assert_eq!(
+        alice.dedup_key,
+        "export:a1b2c3@mail.sender.zz:alice@example.zz"
+    );
+    assert_eq!(
+        drafts[1].dedup_key,
+        "export:a1b2c3@mail.sender.zz:bob@example.zz"
+    );
     assert_eq!(alice.time, time("2024-05-01T09:30:00Z"));
     assert_eq!(alice.message_id, MessageId::parse("a1b2c3@mail.sender.zz"));
     assert_eq!(alice.subject.as_deref(), Some("Invoice overdue"));
@@ -108,18 +120,31 @@ fn the_known_header_maps_every_column() {
 
 #[test]
 fn columns_are_found_by_name_whatever_their_order_case_or_punctuation() {
-    for message_id in ["Message_ID", "Message-ID", "Message ID", "MessageID", "message_id"] {
+    for message_id in [
+        "Message_ID",
+        "Message-ID",
+        "Message ID",
+        "MessageID",
+        "message_id",
+    ] {
         let input = format!(
             "spam score,RECIPIENTS,{message_id},subject\n\
              97,a@example.zz,<m1@x.zz>,Hello\n"
         );
         let outcomes = read(&input);
-        assert_eq!(summary(&outcomes), ["2: m1@x.zz -> a@example.zz"], "{message_id}");
+        assert_eq!(
+            summary(&outcomes),
+            ["2: m1@x.zz -> a@example.zz"],
+            "{message_id}"
+        );
         let draft = &drafts(&outcomes[0])[0];
         assert_eq!(draft.subject.as_deref(), Some("Hello"));
         assert_eq!(draft.sender, None);
         assert_eq!(draft.raw["spam score"], "97", "unknown columns are kept");
-        assert_eq!(draft.raw[message_id], "<m1@x.zz>", "names are kept as given");
+        assert_eq!(
+            draft.raw[message_id], "<m1@x.zz>",
+            "names are kept as given"
+        );
         assert_eq!(draft.time, now(), "no Date column");
         assert_eq!(
             draft.notes,
@@ -141,13 +166,53 @@ fn a_byte_order_mark_and_crlf_line_ends_read_like_plain_lf() {
     let outcomes = read_chunks([double]).expect("a header");
     assert_eq!(summary(&outcomes), ["2: m1@x.zz -> a@x.zz"]);
     assert_eq!(read_chunks(double.chunks(1)).expect("a header"), outcomes);
-    assert!(drafts(&outcomes[0])[0].raw.get("\u{feff}Recipients").is_some());
+    assert!(
+        drafts(&outcomes[0])[0]
+            .raw
+            .get("\u{feff}Recipients")
+            .is_some()
+    );
 
     let partial = &b"\xEF\xBBRecipients,Message_ID\na@x.zz,<m1@x.zz>\n"[..];
     let outcomes = read_chunks([partial]).expect("a header");
     assert_eq!(summary(&outcomes), ["2: m1@x.zz -> a@x.zz"]);
-    assert!(drafts(&outcomes[0])[0].raw.get("\u{fffd}Recipients").is_some());
+    assert!(
+        drafts(&outcomes[0])[0]
+            .raw
+            .get("\u{fffd}Recipients")
+            .is_some()
+    );
     assert_eq!(read_chunks(partial.chunks(1)).expect("a header"), outcomes);
+}
+
+#[test]
+fn a_cr_alone_ends_a_line_as_it_ends_a_row() {
+    let input = "Message_ID,Recipients\r<m1@x.zz>,a@x.zz\r\r<m2@x.zz>,\"b@x.zz,\rc@x.zz\"\r\n\
+                 <m3@x.zz>,d@x.zz\r";
+    let whole = read(input);
+    assert_eq!(
+        summary(&whole),
+        [
+            "2: m1@x.zz -> a@x.zz",
+            "4: m2@x.zz -> b@x.zz c@x.zz",
+            "6: m3@x.zz -> d@x.zz"
+        ]
+    );
+    assert_eq!(
+        read_chunks(input.as_bytes().chunks(1)).expect("a header"),
+        whole
+    );
+}
+
+#[test]
+fn repeated_column_names_are_kept_apart_in_the_raw_row() {
+    let outcomes = read("Message_ID,Note,Recipients,Note,,\n<m1@x.zz>,one,a@x.zz,two,x,y\n");
+    let raw = &drafts(&outcomes[0])[0].raw;
+    assert_eq!(
+        raw,
+        &json!({"Message_ID": "<m1@x.zz>", "Note": "one", "Recipients": "a@x.zz",
+                "Note (2)": "two", "": "x", " (2)": "y"})
+    );
 }
 
 #[test]
@@ -170,8 +235,10 @@ fn quoted_fields_keep_commas_quotes_and_line_breaks_and_lines_stay_counted() {
             "10: m5@x.zz -> f@x.zz",
         ]
     );
-    let subjects: Vec<Option<&str>> =
-        outcomes.iter().map(|o| drafts(o)[0].subject.as_deref()).collect();
+    let subjects: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| drafts(o)[0].subject.as_deref())
+        .collect();
     assert_eq!(
         subjects,
         [
@@ -208,11 +275,19 @@ fn chunks_may_split_anything() {
     let one_byte_at_a_time = read_chunks(bytes.chunks(1)).expect("readable");
     assert_eq!(one_byte_at_a_time, whole);
     for size in [2, 3, 5, 7, 64] {
-        assert_eq!(read_chunks(bytes.chunks(size)).expect("readable"), whole, "chunks of {size}");
+        assert_eq!(
+            read_chunks(bytes.chunks(size)).expect("readable"),
+            whole,
+            "chunks of {size}"
+        );
     }
     for split in 0..=bytes.len() {
         let (head, tail) = bytes.split_at(split);
-        assert_eq!(read_chunks([head, tail]).expect("readable"), whole, "split at {split}");
+        assert_eq!(
+            read_chunks([head, tail]).expect("readable"),
+            whole,
+            "split at {split}"
+        );
     }
     let with_empty_chunks = [&bytes[..1], &[][..], &bytes[1..40], &[][..], &bytes[40..]];
     assert_eq!(read_chunks(with_empty_chunks).expect("readable"), whole);
@@ -257,7 +332,9 @@ fn a_missing_required_column_refuses_the_export_and_names_it() {
 fn a_refused_header_stays_refused() {
     let mut reader = ExportReader::new(now());
     let mut out = Vec::new();
-    let err = reader.feed(b"Date,Sender\n", &mut out).expect_err("no required columns");
+    let err = reader
+        .feed(b"Date,Sender\n", &mut out)
+        .expect_err("no required columns");
     assert_eq!(reader.feed(b"a,b\n", &mut out), Err(err.clone()));
     assert_eq!(reader.finish(&mut out), Err(err));
     assert!(out.is_empty());
@@ -289,7 +366,9 @@ fn bad_rows_are_reported_by_line_and_their_neighbours_kept() {
                  <m11@x.zz>,\"A@x.zz; a@x.zz,\"\"Bee\"\" <B@x.zz>\",duplicates,\n";
     let mut reader = ExportReader::new(now());
     let mut outcomes = Vec::new();
-    reader.feed(input.as_bytes(), &mut outcomes).expect("a header");
+    reader
+        .feed(input.as_bytes(), &mut outcomes)
+        .expect("a header");
     reader.finish(&mut outcomes).expect("a header");
     assert_eq!(
         summary(&outcomes),
@@ -305,7 +384,11 @@ fn bad_rows_are_reported_by_line_and_their_neighbours_kept() {
             "12: m11@x.zz -> a@x.zz b@x.zz",
         ]
     );
-    assert_eq!(reader.rows_read(), 9, "the all-empty and blank rows are not counted");
+    assert_eq!(
+        reader.rows_read(),
+        9,
+        "the all-empty and blank rows are not counted"
+    );
 
     let err = bad(&outcomes[1]);
     assert_eq!(err.line, 3);
@@ -356,7 +439,10 @@ fn dates_in_the_usual_spellings_are_read_and_others_noted() {
         ("2024-05-01T11:30:00+02:00", Some("2024-05-01T09:30:00Z")),
         ("2024-05-01 09:30:00", Some("2024-05-01T09:30:00Z")),
         ("2024-05-01T09:30:00", Some("2024-05-01T09:30:00Z")),
-        ("\"Wed, 01 May 2024 11:30:00 +0200\"", Some("2024-05-01T09:30:00Z")),
+        (
+            "\"Wed, 01 May 2024 11:30:00 +0200\"",
+            Some("2024-05-01T09:30:00Z"),
+        ),
         ("05/01/2024 9:30 AM", None),
     ];
     for (date, expected) in cases {
@@ -387,9 +473,12 @@ fn the_sender_falls_back_to_the_header_from() {
         ("Env@X.zz", "hdr@x.zz", Some("env@x.zz"), &[]),
         ("", "\"Hdr\" <Hdr@X.zz>", Some("hdr@x.zz"), &[]),
         ("<>", "hdr@x.zz", Some("hdr@x.zz"), &[]),
-        ("MAILER-DAEMON", "hdr@x.zz", Some("hdr@x.zz"), &[
-            "Sender \"MAILER-DAEMON\" is not an e-mail address",
-        ]),
+        (
+            "MAILER-DAEMON",
+            "hdr@x.zz",
+            Some("hdr@x.zz"),
+            &["Sender \"MAILER-DAEMON\" is not an e-mail address"],
+        ),
         ("<>", "", None, &[]),
     ];
     for (sender, header_from, expected, notes) in cases {
@@ -399,7 +488,11 @@ fn the_sender_falls_back_to_the_header_from() {
             header_from.replace('"', "\"\"")
         );
         let draft = drafts(&read(&input)[0])[0].clone();
-        assert_eq!(draft.sender.as_deref(), expected, "{sender:?} {header_from:?}");
+        assert_eq!(
+            draft.sender.as_deref(),
+            expected,
+            "{sender:?} {header_from:?}"
+        );
         assert_eq!(draft.notes, notes, "{sender:?} {header_from:?}");
     }
 }
@@ -416,8 +509,42 @@ fn the_same_message_pushed_twice_gets_the_same_keys() {
             .flat_map(|o| drafts(o).iter().map(|d| d.dedup_key.clone()))
             .collect()
     };
-    assert_eq!(keys(&first), ["export:m1@x.zz:a@x.zz", "export:m1@x.zz:b@x.zz"]);
+    assert_eq!(
+        keys(&first),
+        ["export:m1@x.zz:a@x.zz", "export:m1@x.zz:b@x.zz"]
+    );
     assert_eq!(keys(second), ["export:m1@x.zz:b@x.zz"]);
+}
+
+#[test]
+fn a_row_with_many_recipients_gives_each_draft_a_copy_listing_its_own() {
+    let row = |count: usize| -> Vec<AlertDraft> {
+        let recipients: Vec<String> = (0..count).map(|i| format!("user{i}@x.zz")).collect();
+        let input = format!(
+            "Date,Message_ID,Recipients\n2024-05-01 09:30:00,<m1@x.zz>,\"{}\"\n",
+            recipients.join(", ")
+        );
+        drafts(&read(&input)[0]).to_vec()
+    };
+
+    let drafts = row(FULL_ROW_RECIPIENTS);
+    assert_eq!(drafts.len(), FULL_ROW_RECIPIENTS);
+    assert!(
+        drafts
+            .iter()
+            .all(|d| d.raw == drafts[0].raw && d.notes.is_empty())
+    );
+
+    let drafts = row(FULL_ROW_RECIPIENTS + 50);
+    assert_eq!(drafts.len(), FULL_ROW_RECIPIENTS + 50);
+    for draft in &drafts {
+        assert_eq!(draft.raw["Recipients"], draft.recipients[0].as_str());
+        assert_eq!(draft.raw["Message_ID"], "<m1@x.zz>");
+        assert_eq!(
+            draft.notes,
+            ["the row lists 150 recipients; this alert's copy of the row lists only its own"]
+        );
+    }
 }
 
 #[test]
@@ -440,7 +567,8 @@ fn a_row_over_1_mib_is_reported_and_skipped_without_being_held() {
         );
     }
     reader.finish(&mut outcomes).expect("a header");
-    let row_bytes = "<m2@x.zz>,b@x.zz,\"\"\n".len() + long_subject.len() + "\nstill the same field".len();
+    let row_bytes =
+        "<m2@x.zz>,b@x.zz,\"\"\n".len() + long_subject.len() + "\nstill the same field".len();
     assert_eq!(
         summary(&outcomes),
         [
@@ -456,14 +584,23 @@ fn a_row_over_1_mib_is_reported_and_skipped_without_being_held() {
     assert_eq!(err.event.raw["line"], 3);
     assert_eq!(err.event.raw["bytes"], row_bytes);
     let start = err.event.raw["start"].as_str().expect("a string");
-    assert!(start.starts_with("<m2@x.zz>,b@x.zz,\"xxx") && start.len() == 256, "{start}");
-    assert!(reader.buffered_bytes() < 16 * 1024, "the buffer shrinks after a long row");
+    assert!(
+        start.starts_with("<m2@x.zz>,b@x.zz,\"xxx") && start.len() == 256,
+        "{start}"
+    );
+    assert!(
+        reader.buffered_bytes() < 16 * 1024,
+        "the buffer shrinks after a long row"
+    );
 
     // Just under the limit is still read.
     let subject = "y".repeat(MAX_ROW_BYTES - 100);
     let input = format!("Message_ID,Recipients,Subject\n<m1@x.zz>,a@x.zz,{subject}\n");
     let outcomes = read(&input);
-    assert_eq!(drafts(&outcomes[0])[0].subject.as_deref(), Some(subject.as_str()));
+    assert_eq!(
+        drafts(&outcomes[0])[0].subject.as_deref(),
+        Some(subject.as_str())
+    );
 }
 
 #[test]
@@ -478,7 +615,11 @@ fn an_oversized_or_overwide_header_refuses_the_export() {
         names.extend((2..count).map(|i| format!("extra {i}")));
         names.join(",")
     };
-    let widest = format!("{}\n<m1@x.zz>,a@x.zz{}\n", columns(MAX_COLUMNS), ",".repeat(510));
+    let widest = format!(
+        "{}\n<m1@x.zz>,a@x.zz{}\n",
+        columns(MAX_COLUMNS),
+        ",".repeat(510)
+    );
     assert_eq!(summary(&read(&widest)), ["2: m1@x.zz -> a@x.zz"]);
     for count in [MAX_COLUMNS + 1, MAX_COLUMNS + 2, 5000] {
         let err = read_chunks([format!("{}\n", columns(count)).as_bytes()]).expect_err("wide");
@@ -495,9 +636,15 @@ fn a_row_with_more_fields_than_any_header_may_have_is_counted_not_held() {
     let outcomes = read(&input);
     assert_eq!(
         summary(&outcomes),
-        ["line 2: the row has 1002 fields, the header has 2", "3: m2@x.zz -> b@x.zz"]
+        [
+            "line 2: the row has 1002 fields, the header has 2",
+            "3: m2@x.zz -> b@x.zz"
+        ]
     );
-    assert_eq!(bad(&outcomes[0]).event.raw["bytes"], 1000 + "<m1@x.zz>,a@x.zz\n".len());
+    assert_eq!(
+        bad(&outcomes[0]).event.raw["bytes"],
+        1000 + "<m1@x.zz>,a@x.zz\n".len()
+    );
 }
 
 #[test]
@@ -507,8 +654,9 @@ fn a_large_export_streams_in_bounded_memory() {
     input.extend_from_slice(HEADER.as_bytes());
     for i in 0..ROWS {
         let row = format!(
-            "2024-05-01 09:{:02}:{:02},bounce{i}@sender.zz,\"\"\"Sender {i}\"\" <s{i}@sender.zz>\",,\
-             user{}@example.zz,192.0.2.{},<msg{i}@mail.sender.zz>,\"Invoice {i}, overdue\",{}\r\n",
+            "2024-05-01 09:{:02}:{:02},bounce{i}@sender.zz,\
+             \"\"\"Sender {i}\"\" <s{i}@sender.zz>\",,user{}@example.zz,192.0.2.{},\
+             <msg{i}@mail.sender.zz>,\"Invoice {i}, overdue\",{}\r\n",
             (i / 60) % 60,
             i % 60,
             i % 500,
@@ -562,7 +710,11 @@ fn json_pushes_come_as_an_array_or_under_rows_or_messages() {
     ];
     for body in bodies {
         let outcomes = rows_from_json(&body, now()).expect("a known shape");
-        assert_eq!(summary(&outcomes), ["0: m1@x.zz -> a@x.zz b@x.zz c@x.zz"], "{body}");
+        assert_eq!(
+            summary(&outcomes),
+            ["0: m1@x.zz -> a@x.zz b@x.zz c@x.zz"],
+            "{body}"
+        );
         let draft = &drafts(&outcomes[0])[0];
         assert_eq!(draft.sender.as_deref(), Some("s@x.zz"));
         assert_eq!(draft.subject.as_deref(), Some("Hi"));
@@ -585,12 +737,18 @@ fn json_and_csv_rows_map_alike() {
         outcomes
             .iter()
             .flat_map(|o| drafts(o).to_vec())
-            .map(|draft| AlertDraft { raw: Value::Null, ..draft })
+            .map(|draft| AlertDraft {
+                raw: Value::Null,
+                ..draft
+            })
             .collect()
     };
     let from_csv = without_raw(read(&csv));
     assert_eq!(from_csv.len(), 2);
-    assert_eq!(from_csv, without_raw(rows_from_json(&body, now()).expect("an array")));
+    assert_eq!(
+        from_csv,
+        without_raw(rows_from_json(&body, now()).expect("an array"))
+    );
 }
 
 #[test]
@@ -632,8 +790,14 @@ fn json_bodies_of_another_shape_are_refused_saying_what_was_expected() {
     let cases = [
         (json!("rows"), "found a string"),
         (json!({}), "found an empty object"),
-        (json!({"results": [], "count": 0}), "found an object with the fields results, count"),
-        (json!({"rows": {"Message_ID": "<m1@x.zz>"}}), "found `rows` holding an object"),
+        (
+            json!({"results": [], "count": 0}),
+            "found an object with the fields results, count",
+        ),
+        (
+            json!({"rows": {"Message_ID": "<m1@x.zz>"}}),
+            "found `rows` holding an object",
+        ),
         (json!({"messages": null}), "found `messages` holding null"),
     ];
     for (body, found) in cases {
