@@ -155,6 +155,65 @@ async fn killing_the_leader_repeatedly_loses_and_repeats_nothing() {
     assert_history(&mut cluster, &expected, Some(&dovecot));
 }
 
+/// A scripted poller that prints 3,000 alerts over several seconds, with a checkpoint every
+/// 100, resuming from the checkpoint it is given.
+const SLOW_POLLER: &str = r#"#!/usr/bin/env python3
+import json, os, sys, time
+start = int(os.environ.get("PULLBACK_CHECKPOINT", "0"))
+for i in range(start, 3000):
+    print(json.dumps({"id": "s-%d" % i, "recipients": ["someone@corp.test"]}))
+    if (i + 1) % 100 == 0:
+        print(json.dumps({"checkpoint": str(i + 1)}), flush=True)
+        time.sleep(0.15)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scripted_poller_survives_leader_kills_without_losing_or_repeating_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow-poller.py");
+    std::fs::write(&script, SLOW_POLLER).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 20_000).await;
+    let mut leader = cluster.wait_for_leader(None).await;
+    // Defined through a follower's API, as an administrator might.
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let (status, body) = cluster
+        .api(follower)
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/sources/imd",
+            json!({ "type": "script", "command": script, "interval_secs": 1 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Kill the leader twice while the script is half-way through its output.
+    for pause in [1800, 1500] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        cluster.kill(leader);
+        let successor = cluster.wait_for_leader(Some(leader)).await;
+        cluster.start_node(leader).await;
+        leader = successor;
+    }
+    let api = cluster.api(leader);
+    let done = wait_for(Duration::from_secs(60), || async {
+        let (_, source) = api.get("/api/v1/sources/imd").await;
+        source["position"] == "3000" && source["last_success"].is_string()
+    })
+    .await;
+    assert!(done, "the poller did not finish:\n{}", cluster.logs());
+    let (_, source) = api.get("/api/v1/sources/imd").await;
+    assert_eq!(source["accepted"], 3000, "{source}");
+    assert!(cluster.wait_converged().await, "{}", cluster.logs());
+    let expected = Expected {
+        alerts: (0..3000)
+            .map(|i| ExpectedAlert::new("imd", &format!("id:s-{i}")))
+            .collect(),
+        quarantined: Vec::new(),
+    };
+    assert_history(&mut cluster, &expected, None);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_leader_stops_and_the_majority_carries_on() {
     let dir = tempfile::tempdir().unwrap();

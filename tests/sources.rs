@@ -101,13 +101,23 @@ impl Rig {
     }
 
     async fn alert_count(&self) -> u64 {
-        let (_, alerts) = self.server.api(READER_KEY).get("/api/v1/alerts?limit=1").await;
+        let (_, alerts) = self
+            .server
+            .api(READER_KEY)
+            .get("/api/v1/alerts?limit=1")
+            .await;
         alerts["total"].as_u64().unwrap()
     }
 }
 
 /// Posts `body` with `content_type` to `path`, authorised by `key` (bare, as pushers send it).
-async fn post(base: &str, path: &str, key: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+async fn post(
+    base: &str,
+    path: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{base}{path}"))
         .header("Content-Type", content_type)
@@ -118,7 +128,10 @@ async fn post(base: &str, path: &str, key: Option<&str>, content_type: &str, bod
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn hash(key: &str) -> String {
@@ -180,14 +193,23 @@ exclude_recipients = ["{DAVE}"]
     }
     assert_eq!(rig.alert_count().await, 0);
 
-    let (status, answer) =
-        post(&base, push, Some(EXPORT_CREDENTIAL), "text/csv", csv.clone().into_bytes()).await;
+    let (status, answer) = post(
+        &base,
+        push,
+        Some(EXPORT_CREDENTIAL),
+        "text/csv",
+        csv.clone().into_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["rows"], 3, "{answer}");
     assert_eq!(answer["alerts"], 4, "{answer}");
     assert_eq!(answer["bad_rows"], 1, "{answer}");
     let error = answer["errors"][0].as_str().unwrap();
-    assert!(error.contains("line 4") && error.contains("Message_ID"), "{error}");
+    assert!(
+        error.contains("line 4") && error.contains("Message_ID"),
+        "{error}"
+    );
     rig.settle().await;
 
     assert_eq!(subjects(dovecot, ALICE, "Quarantine").len(), 1);
@@ -198,8 +220,14 @@ exclude_recipients = ["{DAVE}"]
     assert_eq!(subjects(dovecot, DAVE, "INBOX").len(), 1);
 
     // The same export again: every alert is a repeat and no mailbox is touched twice.
-    let (status, again) =
-        post(&base, push, Some(EXPORT_CREDENTIAL), "text/csv", csv.into_bytes()).await;
+    let (status, again) = post(
+        &base,
+        push,
+        Some(EXPORT_CREDENTIAL),
+        "text/csv",
+        csv.into_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["alerts"], 0, "{again}");
     assert_eq!(again["duplicates"], 4, "{again}");
@@ -215,17 +243,26 @@ exclude_recipients = ["{DAVE}"]
     )
     .await;
     assert_eq!(status, 400, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("Message_ID"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("Message_ID"),
+        "{refused}"
+    );
 
     // An analyst uploads the invoice row by hand, as JSON; a reader may not.
     let rows = json!([{ "Message_ID": invoice.message_id, "Recipients": [CAROL],
                         "Subject": invoice.subject, "Date": "2026-12-03T11:00:00Z" }]);
     let upload = "/api/v1/sources/pps-export/upload";
     let body = serde_json::to_vec(&rows).unwrap();
-    let (status, _) = post(&base, upload, Some(READER_KEY), "application/json", body.clone()).await;
+    let (status, _) = post(
+        &base,
+        upload,
+        Some(READER_KEY),
+        "application/json",
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, uploaded) =
-        post(&base, upload, Some(ANALYST_KEY), "application/json", body).await;
+    let (status, uploaded) = post(&base, upload, Some(ANALYST_KEY), "application/json", body).await;
     assert_eq!(status, 200, "{uploaded}");
     assert_eq!(uploaded["alerts"], 1, "{uploaded}");
     rig.settle().await;
@@ -246,7 +283,10 @@ exclude_recipients = ["{DAVE}"]
         .await;
     assert_eq!(rejected["total"], 1, "{rejected}");
     let log = rig.server.log_text();
-    assert!(!log.contains(EXPORT_CREDENTIAL), "the credential was logged");
+    assert!(
+        !log.contains(EXPORT_CREDENTIAL),
+        "the credential was logged"
+    );
     assert!(log.contains("push refused"), "refusals leave a log line");
 }
 
@@ -314,9 +354,17 @@ responses = ["quarantine"]
     let (status, one) = send(&first, Some(SOAR_CREDENTIAL)).await;
     assert_eq!(status, 201, "{one}");
     // Same attacker IP: the same incident. Another IP: another incident.
-    let (status, two) = send(&soar_event(&invoice, BOB, "198.51.100.7"), Some(SOAR_CREDENTIAL)).await;
+    let (status, two) = send(
+        &soar_event(&invoice, BOB, "198.51.100.7"),
+        Some(SOAR_CREDENTIAL),
+    )
+    .await;
     assert_eq!(status, 201, "{two}");
-    let (status, three) = send(&soar_event(&love, CAROL, "203.0.113.9"), Some(SOAR_CREDENTIAL)).await;
+    let (status, three) = send(
+        &soar_event(&love, CAROL, "203.0.113.9"),
+        Some(SOAR_CREDENTIAL),
+    )
+    .await;
     assert_eq!(status, 201, "{three}");
     assert!(one["incident_id"].is_u64(), "{one}");
     assert_eq!(one["incident_id"], two["incident_id"]);
@@ -330,16 +378,32 @@ responses = ["quarantine"]
     bad["attacker"]["ip_address"] = json!(17);
     let (status, refused) = send(&bad, Some(SOAR_CREDENTIAL)).await;
     assert_eq!(status, 400, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("attacker.ip_address"), "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("attacker.ip_address"),
+        "{refused}"
+    );
     let mut bad_link = soar_event(&love, CAROL, "203.0.113.9");
     bad_link["link_attribute"] = json!("favourite_colour");
     let (status, refused) = send(&bad_link, Some(SOAR_CREDENTIAL)).await;
     assert_eq!(status, 400, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("link_attribute"), "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("link_attribute"),
+        "{refused}"
+    );
 
     rig.settle().await;
     for user in [ALICE, BOB, CAROL] {
-        assert_eq!(subjects(&rig.dovecot, user, "Quarantine").len(), 1, "{user}");
+        assert_eq!(
+            subjects(&rig.dovecot, user, "Quarantine").len(),
+            1,
+            "{user}"
+        );
         assert!(subjects(&rig.dovecot, user, "INBOX").is_empty(), "{user}");
     }
     // The Threat Response view shows the pushed events in their incident.
@@ -349,7 +413,11 @@ responses = ["quarantine"]
         .get(&format!("/api/incidents/{}.json", one["incident_id"]))
         .await;
     assert_eq!(status, 200, "{incident}");
-    assert_eq!(incident["events"].as_array().unwrap().len(), 2, "{incident}");
+    assert_eq!(
+        incident["events"].as_array().unwrap().len(),
+        2,
+        "{incident}"
+    );
     assert_eq!(rig.alert_count().await, 3);
 }
 
@@ -432,15 +500,28 @@ responses = ["quarantine"]
     assert!(!source.to_string().contains("imd-token-1"), "{source}");
     let (_, rejected) = admin.get("/api/v1/sources/imd/rejected").await;
     assert!(
-        rejected["items"][0]["reason"].as_str().unwrap().starts_with("line 2:"),
+        rejected["items"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2:"),
         "{rejected}"
     );
-    assert!(rig.server.log_text().contains("polling from"), "stderr reaches the log");
-    assert!(!rig.server.log_text().contains("imd-token-1"), "the secret was logged");
+    assert!(
+        rig.server.log_text().contains("polling from"),
+        "stderr reaches the log"
+    );
+    assert!(
+        !rig.server.log_text().contains("imd-token-1"),
+        "the secret was logged"
+    );
 
     // An administrator adds a failing script through the API; its error shows, then it goes.
     let dir = tempfile::tempdir().unwrap();
-    let broken = write_script(dir.path(), "broken.sh", "#!/bin/sh\necho '{\"id\":\"b1\"}'\nexit 7\n");
+    let broken = write_script(
+        dir.path(),
+        "broken.sh",
+        "#!/bin/sh\necho '{\"id\":\"b1\"}'\nexit 7\n",
+    );
     let (status, body) = admin
         .send(
             reqwest::Method::PUT,
@@ -451,19 +532,33 @@ responses = ["quarantine"]
     assert_eq!(status, 200, "{body}");
     let failed = wait_for(Duration::from_secs(20), || async {
         let (_, source) = admin.get("/api/v1/sources/broken").await;
-        source["last_error"].as_str().is_some_and(|e| e.contains("exit status: 7"))
+        source["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit status: 7"))
     })
     .await;
     assert!(failed, "{}", rig.server.log_text());
-    assert_eq!(rig.alert_count().await, 3, "what it printed before failing is kept");
+    assert_eq!(
+        rig.alert_count().await,
+        3,
+        "what it printed before failing is kept"
+    );
     let (status, _) = rig
         .server
         .api(ANALYST_KEY)
-        .send(reqwest::Method::DELETE, "/api/v1/sources/broken", json!(null))
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/sources/broken",
+            json!(null),
+        )
         .await;
     assert_eq!(status, 403);
     let (status, body) = admin
-        .send(reqwest::Method::DELETE, "/api/v1/sources/broken", json!(null))
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/sources/broken",
+            json!(null),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     // A relative command is refused, naming the field.
@@ -475,5 +570,8 @@ responses = ["quarantine"]
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("absolute"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("absolute"),
+        "{body}"
+    );
 }

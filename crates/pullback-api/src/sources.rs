@@ -29,10 +29,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/sources", get(list))
-        .route(
-            "/api/v1/sources/{name}",
-            get(show).put(put).delete(delete),
-        )
+        .route("/api/v1/sources/{name}", get(show).put(put).delete(delete))
         .route("/api/v1/sources/{name}/credential", post(new_credential))
         .route("/api/v1/sources/{name}/rejected", get(rejected_events))
         .route("/api/v1/sources/{name}/upload", post(upload))
@@ -162,7 +159,11 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceView>>>
         views.push(tap);
     }
     for definition in &definitions {
-        views.push(view(Some(definition), &definition.name, take(&definition.name)));
+        views.push(view(
+            Some(definition),
+            &definition.name,
+            take(&definition.name),
+        ));
     }
     for (name, checkpoint) in checkpoints {
         views.push(view(None, &name, checkpoint));
@@ -171,10 +172,15 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SourceView>>>
     Ok(Json(views))
 }
 
-async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<SourceView>> {
+async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SourceView>> {
     let Json(all) = list(State(state)).await?;
     let found = all.into_iter().find(|v| v.name == name);
-    Ok(Json(found.ok_or_else(|| ApiError::not_found(format!("source {name:?}")))?))
+    Ok(Json(found.ok_or_else(|| {
+        ApiError::not_found(format!("source {name:?}"))
+    })?))
 }
 
 async fn put(
@@ -505,7 +511,12 @@ impl Pending {
         }
     }
 
-    async fn commit(&mut self, state: &AppState, name: &str, answer: &mut ExportAnswer) -> ApiResult<()> {
+    async fn commit(
+        &mut self,
+        state: &AppState,
+        name: &str,
+        answer: &mut ExportAnswer,
+    ) -> ApiResult<()> {
         if self.drafts.is_empty() && self.rejected.is_empty() {
             return Ok(());
         }
@@ -519,7 +530,9 @@ impl Pending {
         answer.duplicates += response.duplicates;
         answer.jobs += response.jobs.len() as u64;
         let room = 1_000usize.saturating_sub(answer.incidents.len());
-        answer.incidents.extend(response.incidents.into_iter().take(room));
+        answer
+            .incidents
+            .extend(response.incidents.into_iter().take(room));
         Ok(())
     }
 }
@@ -546,17 +559,22 @@ async fn push_json_event(
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
     authorise_push(&state, &headers, &name, "json_event")?;
-    let bytes = axum::body::to_bytes(body, MAX_JSON_EVENT).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("an event may be at most {MAX_JSON_EVENT} bytes"),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, MAX_JSON_EVENT)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("an event may be at most {MAX_JSON_EVENT} bytes"),
+            )
+        })?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let draft = pullback_push::json_event::parse(&value, chrono::Utc::now())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let response = state.node.ingest_pushed(&name, vec![draft], Vec::new()).await?;
+    let response = state
+        .node
+        .ingest_pushed(&name, vec![draft], Vec::new())
+        .await?;
     if let Some(reason) = response.refused {
         return Err(ApiError::new(StatusCode::CONFLICT, reason));
     }

@@ -156,10 +156,14 @@ impl SourceDefinition {
         }
         if let Some(hash) = &self.credential_sha256 {
             if !self.kind.is_pushed() {
-                return Err(format!("source {name:?}: only pushed sources take a credential"));
+                return Err(format!(
+                    "source {name:?}: only pushed sources take a credential"
+                ));
             }
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("source {name:?}: credential_sha256 must be 64 hex digits"));
+                return Err(format!(
+                    "source {name:?}: credential_sha256 must be 64 hex digits"
+                ));
             }
         }
         let SourceKind::Script(script) = &self.kind else {

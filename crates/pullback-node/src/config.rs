@@ -279,7 +279,8 @@ pub struct PushSourceConfig {
     pub name: String,
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Hex SHA-256 of the credential pushers send (`pullback hash-key` prints it).
+    /// Hex SHA-256 of the credential pushers send (`pullback api-key` prints a random key and
+    /// its hash; `POST /api/v1/sources/<name>/credential` sets one instead).
     #[serde(default)]
     pub credential_sha256: Option<String>,
 }
@@ -548,6 +549,9 @@ impl Config {
                     if let Err(problem) = other.definition() {
                         problems.push(problem);
                     }
+                    if let SourceConfig::Script(script) = other {
+                        problems.extend(script_problem(script));
+                    }
                     continue;
                 }
             };
@@ -586,6 +590,26 @@ impl Config {
             problems.push("more than one mailbox backend has no domains (a catch-all)".into());
         }
         problems
+    }
+}
+
+/// Whether this node can run the script: every node that may lead needs it.
+fn script_problem(script: &ScriptSourceConfig) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(&script.command);
+    if !path.is_absolute() {
+        return None;
+    }
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!(
+            "source {:?}: command {}: {e} (every node that may lead needs it)",
+            script.name, script.command
+        )),
+        Ok(meta) if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 => Some(format!(
+            "source {:?}: command {} is not an executable file",
+            script.name, script.command
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -628,6 +652,40 @@ responses = []
             "names source \"nope\"",
             "match condition \"q\" is defined twice",
             "has no responses",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} missing from:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn pushed_and_script_sources_are_checked_by_name() {
+        let text = format!(
+            "{NODE}
+[[sources]]
+type = \"script\"
+name = \"imd\"
+command = \"/nonexistent/imd-poller\"
+secrets = [{{ name = \"TOKEN\", secret = {{ env = \"PULLBACK_TEST_UNSET_VARIABLE\" }} }}]
+
+[[sources]]
+type = \"search_export\"
+name = \"pps export\"
+
+[[sources]]
+type = \"json_event\"
+name = \"soar\"
+credential_sha256 = \"00\"
+"
+        );
+        let problems = problems_of(&text).join("\n");
+        for expected in [
+            "/nonexistent/imd-poller",
+            "PULLBACK_TEST_UNSET_VARIABLE is not set",
+            "source name \"pps export\"",
+            "source \"soar\": credential_sha256 must be 64 hex digits",
         ] {
             assert!(
                 problems.contains(expected),

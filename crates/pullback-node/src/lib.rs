@@ -606,6 +606,12 @@ impl Node {
             .set(status.last_applied.unwrap_or(0) as i64);
         raft.with_label_values(&["is_leader"])
             .set((status.state == "leader") as i64);
+        for (name, bytes) in self.reader.memory_usage() {
+            self.metrics
+                .store_memory
+                .with_label_values(&[name])
+                .set(bytes as i64);
+        }
     }
 
     /// Stops the leader work (letting in-flight mailbox operations finish), then Raft.
@@ -633,7 +639,10 @@ impl Node {
             if in_effect(self, &command).await {
                 continue;
             }
-            tracing::info!(command = command.name(), "storing configuration from the file");
+            tracing::info!(
+                command = command.name(),
+                "storing configuration from the file"
+            );
             let response = self.propose(command).await?;
             if let Some(reason) = response.refused {
                 anyhow::bail!("the configuration file was refused: {reason}");

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub recipient_outcomes: IntCounterVec,
     pub proposals: IntCounterVec,
     pub raft: IntGaugeVec,
+    pub store_memory: IntGaugeVec,
 }
 
 impl Metrics {
@@ -71,8 +72,20 @@ impl Metrics {
         registry
             .register(Box::new(raft.clone()))
             .expect("metric registered once");
+        let store_memory = IntGaugeVec::new(
+            Opts::new(
+                "pullback_store_memory_bytes",
+                "Memory RocksDB holds, by use (memtables, table_readers, block_cache).",
+            ),
+            &["use"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_memory.clone()))
+            .expect("metric registered once");
         Metrics {
             registry,
+            store_memory,
             alerts_accepted,
             alerts_duplicate,
             events_rejected,

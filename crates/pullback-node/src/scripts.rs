@@ -37,7 +37,11 @@ pub(crate) async fn supervise(node: Arc<Node>, mut stop: watch::Receiver<bool>) 
         };
         let stale: Vec<String> = running
             .iter()
-            .filter(|(name, r)| !wanted.iter().any(|w| &w.name == *name && *w == r.definition))
+            .filter(|(name, r)| {
+                !wanted
+                    .iter()
+                    .any(|w| &w.name == *name && *w == r.definition)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -128,7 +132,12 @@ async fn poll(node: Arc<Node>, name: String, spec: ScriptSpec, mut stop: watch::
 }
 
 /// Stores when the run started and how it ended, keeping the position its batches stored.
-async fn record_run(node: &Node, name: &str, started: pullback_domain::Timestamp, error: Option<String>) {
+async fn record_run(
+    node: &Node,
+    name: &str,
+    started: pullback_domain::Timestamp,
+    error: Option<String>,
+) {
     let mut checkpoint = match node.reader.checkpoint(name) {
         Ok(checkpoint) => checkpoint.unwrap_or_default(),
         Err(e) => {

@@ -128,7 +128,9 @@ pub(crate) fn apply(
         }
         Command::DeleteSource { name } => {
             if !tx.exists(Cf::State, &keys::source(name))? {
-                return Ok(CommandResponse::refused(format!("no source named {name:?}")));
+                return Ok(CommandResponse::refused(format!(
+                    "no source named {name:?}"
+                )));
             }
             tx.delete(Cf::State, keys::source(name));
             Ok(CommandResponse::default())

@@ -1,7 +1,10 @@
 //! The RocksDB database, its column families and key layout.
 
 use pullback_domain::versioned::{self, DecodeError};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
+    Options, WriteBatch, WriteOptions,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +82,11 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Memory all memtables together may take before the largest is flushed.
+const MEMTABLE_BUDGET: usize = 8 << 20;
+/// Memory for cached blocks of table files, shared by all column families.
+const BLOCK_CACHE: usize = 4 << 20;
+
 /// A cheap handle on the shared database.
 #[derive(Clone)]
 pub struct Db {
@@ -102,7 +110,24 @@ impl Db {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        // A fixed memory budget, whatever the ingest rate: without it each column family may
+        // keep two 64 MiB memtables, and a burst of alerts grows the node by hundreds of MiB.
+        options.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        // A table file's index otherwise stays on the heap whole, so memory would grow with
+        // the data. Partitioned, only a small top level is pinned and the partitions a
+        // lookup needs come through the cache.
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_top_level_index_and_filter(true);
+        let families = Cf::ALL.map(|cf| {
+            let mut family = Options::default();
+            family.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            family.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(cf.name(), family)
+        });
         let db = DB::open_cf_descriptors(&options, dir, families).map_err(|source| {
             OpenError::Rocks {
                 path: dir.to_owned(),

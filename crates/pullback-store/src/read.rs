@@ -7,9 +7,8 @@ use crate::LogId;
 use crate::apply::{ClusterCa, JoinToken};
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
-    SourceDefinition,
     Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
-    RejectedEvent, Timestamp,
+    RejectedEvent, SourceDefinition, Timestamp,
 };
 
 /// Which incidents to list.
@@ -28,6 +27,36 @@ pub struct Reader {
 impl Reader {
     pub(crate) fn new(db: Db) -> Reader {
         Reader { db }
+    }
+
+    /// Memory RocksDB holds, by use, summed over column families; a use whose figure cannot
+    /// be read is left out.
+    pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        let rocks = self.db.rocks();
+        let per_family = |property: &str| -> Option<u64> {
+            let mut total = 0;
+            for cf in Cf::ALL {
+                total += rocks
+                    .property_int_value_cf(self.db.cf(cf), property)
+                    .ok()
+                    .flatten()?;
+            }
+            Some(total)
+        };
+        let mut usage = Vec::new();
+        if let Some(bytes) = per_family("rocksdb.cur-size-all-mem-tables") {
+            usage.push(("memtables", bytes));
+        }
+        if let Some(bytes) = per_family("rocksdb.estimate-table-readers-mem") {
+            usage.push(("table_readers", bytes));
+        }
+        // The cache is shared: any family reports all of it.
+        if let Ok(Some(bytes)) =
+            rocks.property_int_value_cf(self.db.cf(Cf::State), "rocksdb.block-cache-usage")
+        {
+            usage.push(("block_cache", bytes));
+        }
+        usage
     }
 
     pub fn applied(&self) -> Result<Option<LogId>, StoreError> {
