@@ -2,7 +2,7 @@
 # Installs what the tests need (a C toolchain for RocksDB, Dovecot) and runs the whole suite.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd
+need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd python3
 if [ -z "${PULLBACK_SHARED_DATA:-}" ]; then
     echo "the shared test data is missing: set PULLBACK_SHARED_DATA to the shared/data folder" >&2
     exit 1

@@ -52,8 +52,17 @@ struct Rig {
     _tap: std::sync::Arc<pullback_tap::simulator::TapSimulator>,
 }
 
-async fn rig(users: &[&str], extra: impl FnOnce(&std::path::Path) -> String) -> Rig {
+/// Starts Dovecot, delivers `mail` (user, message) to inboxes, then starts the node: a
+/// scripted poller runs as soon as the node leads, so its mail must already be there.
+async fn rig(
+    users: &[&str],
+    mail: &[(&str, &[u8])],
+    extra: impl FnOnce(&std::path::Path) -> String,
+) -> Rig {
     let dovecot = Dovecot::start(users);
+    for (user, message) in mail {
+        dovecot.deliver(user, "INBOX", message);
+    }
     let (tap, tap_address) = start_tap().await;
     let dir = tempfile::tempdir().unwrap();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -143,7 +152,14 @@ async fn a_pushed_search_export_quarantines_every_recipient_of_its_rows() {
     let diplomat = mail("phish/sample-1006.eml");
     let contract = mail("phish/sample-1261.eml");
     let invoice = mail("phish/sample-1266.eml");
-    let rig = rig(&[ALICE, BOB, CAROL, DAVE], |_| {
+    let mail: [(&str, &[u8]); 5] = [
+        (ALICE, &diplomat.bytes),
+        (BOB, &diplomat.bytes),
+        (CAROL, &contract.bytes),
+        (DAVE, &contract.bytes),
+        (CAROL, &invoice.bytes),
+    ];
+    let rig = rig(&[ALICE, BOB, CAROL, DAVE], &mail, |_| {
         format!(
             r#"
 [[sources]]
@@ -162,11 +178,6 @@ exclude_recipients = ["{DAVE}"]
     })
     .await;
     let dovecot = &rig.dovecot;
-    dovecot.deliver(ALICE, "INBOX", &diplomat.bytes);
-    dovecot.deliver(BOB, "INBOX", &diplomat.bytes);
-    dovecot.deliver(CAROL, "INBOX", &contract.bytes);
-    dovecot.deliver(DAVE, "INBOX", &contract.bytes);
-    dovecot.deliver(CAROL, "INBOX", &invoice.bytes);
     let base = rig.server.base.clone();
     let push = "/api/v1/sources/pps-export/push";
 
@@ -319,7 +330,12 @@ async fn json_events_from_a_soar_join_incidents_by_their_link_attribute_and_quar
     let diplomat = mail("phish/sample-1006.eml");
     let invoice = mail("phish/sample-1266.eml");
     let love = mail("phish/sample-3690.eml");
-    let rig = rig(&[ALICE, BOB, CAROL], |_| {
+    let mail: [(&str, &[u8]); 3] = [
+        (ALICE, &diplomat.bytes),
+        (BOB, &invoice.bytes),
+        (CAROL, &love.bytes),
+    ];
+    let rig = rig(&[ALICE, BOB, CAROL], &mail, |_| {
         format!(
             r#"
 [[sources]]
@@ -337,9 +353,6 @@ responses = ["quarantine"]
         )
     })
     .await;
-    rig.dovecot.deliver(ALICE, "INBOX", &diplomat.bytes);
-    rig.dovecot.deliver(BOB, "INBOX", &invoice.bytes);
-    rig.dovecot.deliver(CAROL, "INBOX", &love.bytes);
     let base = rig.server.base.clone();
     let path = "/threat/json_event/events/soar";
     let send = |event: &Value, key: Option<&'static str>| {
@@ -434,7 +447,8 @@ async fn a_scripted_poller_feeds_quarantines_and_resumes_from_its_checkpoint() {
     let contract = mail("phish/sample-1261.eml");
     let (d_id, d_subject) = (diplomat.message_id.clone(), diplomat.subject.clone());
     let (c_id, c_subject) = (contract.message_id.clone(), contract.subject.clone());
-    let rig = rig(&[ALICE, BOB], move |dir| {
+    let mail: [(&str, &[u8]); 2] = [(ALICE, &diplomat.bytes), (BOB, &contract.bytes)];
+    let rig = rig(&[ALICE, BOB], &mail, move |dir| {
         // A detector's poller: it reports what came after its checkpoint, prints noise on
         // stderr and one garbage line, and checks that its token arrived.
         let script = write_script(
@@ -477,8 +491,6 @@ responses = ["quarantine"]
         )
     })
     .await;
-    rig.dovecot.deliver(ALICE, "INBOX", &diplomat.bytes);
-    rig.dovecot.deliver(BOB, "INBOX", &contract.bytes);
 
     let admin = rig.server.api(ADMIN_KEY);
     let ran_twice = wait_for(Duration::from_secs(30), || async {
