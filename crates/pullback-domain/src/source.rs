@@ -114,16 +114,16 @@ pub struct ScriptSpec {
     pub secrets: Vec<ScriptSecret>,
 }
 
-fn default_script_interval() -> u64 {
+pub fn default_script_interval() -> u64 {
     300
 }
-fn default_script_timeout() -> u64 {
+pub fn default_script_timeout() -> u64 {
     600
 }
-fn default_script_memory() -> u64 {
+pub fn default_script_memory() -> u64 {
     1024
 }
-fn default_script_rate() -> u32 {
+pub fn default_script_rate() -> u32 {
     50_000
 }
 

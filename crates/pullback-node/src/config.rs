@@ -295,13 +295,13 @@ pub struct ScriptSourceConfig {
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
-    #[serde(default = "default_script_interval")]
+    #[serde(default = "pullback_domain::source::default_script_interval")]
     pub interval_secs: u64,
-    #[serde(default = "default_script_timeout")]
+    #[serde(default = "pullback_domain::source::default_script_timeout")]
     pub timeout_secs: u64,
-    #[serde(default = "default_script_memory")]
+    #[serde(default = "pullback_domain::source::default_script_memory")]
     pub memory_mb: u64,
-    #[serde(default = "default_script_rate")]
+    #[serde(default = "pullback_domain::source::default_script_rate")]
     pub max_lines_per_sec: u32,
     #[serde(default)]
     pub secrets: Vec<ScriptSecretConfig>,
@@ -319,18 +319,6 @@ pub struct ScriptSecretConfig {
 
 fn yes() -> bool {
     true
-}
-fn default_script_interval() -> u64 {
-    300
-}
-fn default_script_timeout() -> u64 {
-    600
-}
-fn default_script_memory() -> u64 {
-    1024
-}
-fn default_script_rate() -> u32 {
-    50_000
 }
 
 #[derive(Debug, Deserialize)]
