@@ -13,6 +13,7 @@
 pub mod headers;
 pub mod imap;
 pub mod maildir;
+pub mod smtp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -54,6 +55,38 @@ pub trait MailboxBackend: Send + Sync {
 
     /// Moves every matching copy from the quarantine folder back to the source folder.
     async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome;
+
+    /// Reads up to `limit` messages of `folder` in `mailbox` whole, oldest first, without
+    /// marking them read: the reports waiting in an abuse mailbox. Each comes with the id
+    /// [`MailboxBackend::file_away`] takes.
+    async fn take_messages(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        limit: usize,
+    ) -> Result<Vec<(u32, Vec<u8>)>, String> {
+        let _ = (mailbox, folder, limit);
+        Err(format!(
+            "the {} backend cannot read abuse mailboxes",
+            self.name()
+        ))
+    }
+
+    /// Moves messages [`MailboxBackend::take_messages`] returned from `folder` to `to`
+    /// (created when missing), once they are dealt with.
+    async fn file_away(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        ids: &[u32],
+        to: &str,
+    ) -> Result<(), String> {
+        let _ = (mailbox, folder, ids, to);
+        Err(format!(
+            "the {} backend cannot file messages away",
+            self.name()
+        ))
+    }
 }
 
 /// The direction of a move, which decides the folders and the status of success.

@@ -106,6 +106,7 @@ pub struct Dovecot {
     config: PathBuf,
     port: u16,
     tls_port: Option<u16>,
+    lmtp_port: u16,
 }
 
 impl Dovecot {
@@ -160,14 +161,19 @@ impl Dovecot {
         } else {
             None
         };
+        let lmtp_port = free_port()?;
         let config = root.join("dovecot.conf");
-        write_file(&config, &config_text(&root, port, tls_port, options))?;
+        write_file(
+            &config,
+            &config_text(&root, port, tls_port, lmtp_port, options),
+        )?;
 
         let dovecot = Dovecot {
             dir,
             config,
             port,
             tls_port,
+            lmtp_port,
         };
         // The daemon keeps its parent's stdout and stderr open, so they go to a file: a pipe
         // would never reach end of file while Dovecot runs.
@@ -195,7 +201,7 @@ impl Dovecot {
 
     fn wait_until_listening(&self) -> Result<(), HarnessError> {
         let deadline = Instant::now() + START_DEADLINE;
-        let ports = [Some(self.port), self.tls_port];
+        let ports = [Some(self.port), self.tls_port, Some(self.lmtp_port)];
         for port in ports.into_iter().flatten() {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if Instant::now() > deadline {
@@ -208,6 +214,11 @@ impl Dovecot {
             }
         }
         Ok(())
+    }
+
+    /// The LMTP port, where mail can be delivered as a mail server would.
+    pub fn lmtp_port(&self) -> u16 {
+        self.lmtp_port
     }
 
     /// The plain IMAP port (which also offers STARTTLS when TLS is on).
@@ -402,7 +413,13 @@ fn parse_fetched(record: &str) -> Option<DovecotMessage> {
     })
 }
 
-fn config_text(root: &Path, port: u16, tls_port: Option<u16>, options: &DovecotOptions) -> String {
+fn config_text(
+    root: &Path,
+    port: u16,
+    tls_port: Option<u16>,
+    lmtp_port: u16,
+    options: &DovecotOptions,
+) -> String {
     let root = root.display();
     let name = root
         .to_string()
@@ -416,7 +433,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 listen = 127.0.0.1
-protocols = imap
+protocols = imap lmtp
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_master_user_separator = *
@@ -429,6 +446,12 @@ service imap-login {{
   inet_listener imaps {{
     address = 127.0.0.1
     port = {imaps}
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
   }}
 }}
 passdb {{
@@ -448,6 +471,7 @@ userdb {{
 }}
 ",
         imaps = tls_port.unwrap_or(0),
+        lmtp = lmtp_port,
     );
     if tls_port.is_some() {
         text.push_str(&format!(

@@ -364,3 +364,84 @@ async fn tls_and_starttls_verify_the_server_against_the_configured_ca() {
     );
     assert_eq!(dovecot.message_ids(ALICE, "INBOX"), [SAMPLE_14_ID]);
 }
+
+/// An abuse mailbox read as an inbox: reports come out whole, oldest first, unread; filing
+/// them away moves them; and a reply delivered over LMTP lands in the reporter's inbox.
+#[tokio::test]
+async fn reports_are_taken_whole_filed_away_and_replies_delivered() {
+    let dovecot = Dovecot::start(&["abuse@corp.test", "alice@corp.test"]);
+    let first = phish("sample-1006.eml");
+    let second = phish("sample-1261.eml");
+    dovecot.deliver("abuse@corp.test", "INBOX", &first);
+    dovecot.deliver("abuse@corp.test", "INBOX", &second);
+    let mut config = dovecot.imap_config();
+    config.tls = TlsMode::None;
+    let backend = ImapBackend::new(config).unwrap();
+
+    let taken = backend
+        .take_messages("abuse@corp.test", "INBOX", 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(
+        taken[0].1.len(),
+        first.len(),
+        "the first report, byte for byte"
+    );
+    assert!(taken[1].1.ends_with(&second[second.len() - 20..]));
+    let limited = backend
+        .take_messages("abuse@corp.test", "INBOX", 1)
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+
+    let uids: Vec<u32> = taken.iter().map(|(uid, _)| *uid).collect();
+    backend
+        .file_away("abuse@corp.test", "INBOX", &uids, "Processed")
+        .await
+        .unwrap();
+    assert!(dovecot.messages("abuse@corp.test", "INBOX").is_empty());
+    assert_eq!(dovecot.messages("abuse@corp.test", "Processed").len(), 2);
+    let none = backend
+        .take_messages("abuse@corp.test", "INBOX", 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    let smtp = pullback_mailbox::smtp::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: dovecot.lmtp_port(),
+        protocol: pullback_mailbox::smtp::Protocol::Lmtp,
+        hello_name: "pullback.test".into(),
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let reply = pullback_mailbox::smtp::compose(
+        "Pullback <pullback@corp.test>",
+        "alice@corp.test",
+        "Your report: malicious (déjà vu)",
+        Some("report-1@corp.test"),
+        "Thank you.\n.\nA line that starts with a dot survives.",
+        "reply-1@pullback.test",
+    );
+    pullback_mailbox::smtp::send(
+        &smtp,
+        "pullback@corp.test",
+        &["alice@corp.test".into()],
+        &reply,
+    )
+    .await
+    .unwrap();
+    let inbox = dovecot.messages("alice@corp.test", "INBOX");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].message_id, "<reply-1@pullback.test>");
+    // An unknown recipient is refused, with the server's words.
+    let refused = pullback_mailbox::smtp::send(
+        &smtp,
+        "pullback@corp.test",
+        &["nobody@corp.test".into()],
+        &reply,
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("RCPT TO"), "{refused}");
+}

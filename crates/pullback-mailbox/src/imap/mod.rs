@@ -254,6 +254,34 @@ impl MailboxBackend for ImapBackend {
     async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
         self.run(mailbox, target, Direction::Restore).await
     }
+
+    async fn take_messages(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        limit: usize,
+    ) -> Result<Vec<(u32, Vec<u8>)>, String> {
+        let mut session = self.login(mailbox).await?;
+        let taken = session.take_messages(folder, limit).await;
+        session.logout().await;
+        taken
+    }
+
+    async fn file_away(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        ids: &[u32],
+        to: &str,
+    ) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut session = self.login(mailbox).await?;
+        let filed = session.file_away(folder, ids, to).await;
+        session.logout().await;
+        filed
+    }
 }
 
 fn tls_connector(config: &ImapConfig) -> Result<TlsConnector, ImapError> {
@@ -483,6 +511,74 @@ impl Session<'_> {
         Ok(reply.data.iter().filter_map(|d| fetched(d)).collect())
     }
 
+    /// Opens `folder` read-only and fetches up to `limit` undeleted messages whole, lowest
+    /// UID first. A message too large for one response fails the call, naming it.
+    async fn take_messages(
+        &mut self,
+        folder: &str,
+        limit: usize,
+    ) -> Result<Vec<(u32, Vec<u8>)>, String> {
+        let reply = self
+            .command(&[Arg::Raw("EXAMINE"), Arg::Str(folder)], "opening folder")
+            .await?;
+        if !reply.is_ok() {
+            return Err(self.refused(&format!("opening folder {folder}"), &reply.status));
+        }
+        let reply = self
+            .command(&[Arg::Raw("UID SEARCH UNDELETED")], "listing messages")
+            .await?;
+        if !reply.is_ok() {
+            return Err(self.refused("listing messages", &reply.status));
+        }
+        let mut uids: Vec<u32> = reply
+            .data
+            .iter()
+            .filter(|d| {
+                d.first()
+                    .and_then(Value::as_atom)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
+            })
+            .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
+            .collect();
+        uids.sort_unstable();
+        uids.truncate(limit);
+        let mut messages = Vec::with_capacity(uids.len());
+        for uid in uids {
+            let set = uid.to_string();
+            let reply = self
+                .command(
+                    &[
+                        Arg::Raw("UID FETCH"),
+                        Arg::Raw(&set),
+                        Arg::Raw("(UID BODY.PEEK[])"),
+                    ],
+                    "fetching a message",
+                )
+                .await?;
+            if !reply.is_ok() {
+                return Err(self.refused(&format!("fetching message {uid}"), &reply.status));
+            }
+            let body = reply.data.iter().find_map(|d| whole_message(d, uid));
+            match body {
+                Some(body) => messages.push((uid, body)),
+                None => {
+                    tracing::warn!(mailbox = %self.mailbox, uid, "message vanished before it was fetched")
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    async fn file_away(&mut self, folder: &str, uids: &[u32], to: &str) -> Result<(), String> {
+        let reply = self
+            .command(&[Arg::Raw("SELECT"), Arg::Str(folder)], "opening folder")
+            .await?;
+        if !reply.is_ok() {
+            return Err(self.refused(&format!("opening folder {folder}"), &reply.status));
+        }
+        self.move_uids(uids, folder, to).await
+    }
+
     /// Moves the UIDs from the selected folder `from` to `to`, creating `to` when missing.
     /// Whether moves use `UID MOVE` rather than COPY and UID EXPUNGE.
     fn uses_move(&self) -> bool {
@@ -654,6 +750,29 @@ fn fetched(data: &[Value]) -> Option<Fetched> {
         seen,
         headers: headers?,
     })
+}
+
+/// The body of `* n FETCH (UID u BODY[] {literal})` when it is message `uid`.
+fn whole_message(data: &[Value], uid: u32) -> Option<Vec<u8>> {
+    let [_, Value::Atom(word), Value::List(items)] = data else {
+        return None;
+    };
+    if !word.eq_ignore_ascii_case("FETCH") {
+        return None;
+    }
+    let (mut found_uid, mut body) = (None, None);
+    for pair in items.chunks(2) {
+        match pair {
+            [Value::Atom(key), value] if key.eq_ignore_ascii_case("UID") => {
+                found_uid = value.as_number()
+            }
+            [Value::Atom(key), Value::Bytes(bytes)] if key.eq_ignore_ascii_case("BODY[]") => {
+                body = Some(bytes.clone())
+            }
+            _ => {}
+        }
+    }
+    (found_uid == Some(uid)).then_some(body).flatten()
 }
 
 fn capabilities_of_code(status: &Status) -> HashSet<String> {
