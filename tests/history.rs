@@ -54,6 +54,7 @@ fn alert(id: u64, dedup_key: &str) -> Alert {
             threats: Vec::new(),
             notes: Vec::new(),
             link: None,
+            analysis: None,
             raw: json!({ "id": dedup_key }),
         },
     }

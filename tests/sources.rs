@@ -293,6 +293,42 @@ exclude_recipients = ["{DAVE}"]
         .get("/api/v1/sources/pps-export/rejected")
         .await;
     assert_eq!(rejected["total"], 1, "{rejected}");
+    // A disabled source takes nothing, pushed or uploaded; its credential survives the edit.
+    let admin = rig.server.api(ADMIN_KEY);
+    let (status, body) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/sources/pps-export",
+            json!({ "type": "search_export", "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let one_row = format!("Message_ID,Recipients\n<late@x.example>,{CAROL}\n").into_bytes();
+    let (status, _) = post(
+        &base,
+        push,
+        Some(EXPORT_CREDENTIAL),
+        "text/csv",
+        one_row.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&base, upload, Some(ANALYST_KEY), "text/csv", one_row).await;
+    assert_eq!(status, 403);
+    assert_eq!(rig.source("pps-export").await["has_credential"], true);
+    // Nor can alerts be posted under its name through the generic route.
+    let (status, body) = rig
+        .server
+        .api(ANALYST_KEY)
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/alerts",
+            json!({ "source": "pps-export", "alerts": [{ "id": "x", "recipients": [CAROL] }] }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(rig.alert_count().await, 5);
+
     let log = rig.server.log_text();
     assert!(
         !log.contains(EXPORT_CREDENTIAL),

@@ -117,6 +117,7 @@ impl AlertSpec {
             threats: vec![threat],
             notes: Vec::new(),
             link: None,
+            analysis: None,
             raw: self.raw_event(now),
         }
     }
@@ -224,7 +225,7 @@ impl BenchNode {
         let config = Config::load(&path)?;
         let backends = Backends::from_config(&config.mailboxes).map_err(anyhow::Error::msg)?;
         let parts = Parts {
-            backends,
+            backends: std::sync::Arc::new(backends),
             sources: Vec::new(),
         };
         let node = Node::start(&config, parts).await?;

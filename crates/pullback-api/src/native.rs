@@ -259,9 +259,19 @@ async fn ingest_alerts(
 ) -> ApiResult<Json<PushAnswer>> {
     caller.require(Role::Analyst)?;
     let source = pushed.source.trim();
-    if source.is_empty() || source.len() > 100 || source.contains('\0') {
+    if !pullback_domain::valid_source_name(source) {
         return Err(ApiError::bad_request(
-            "source must be 1 to 100 characters without NUL",
+            "source must be 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    // A defined source takes alerts only its own way (its credential, its poller), so that
+    // match conditions on it cannot be fed from here.
+    let defined = state.node.reader().source(source)?.is_some()
+        || state.node.tap_sources().iter().any(|t| t == source);
+    if defined {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("{source:?} is a defined source; push to it its own way, or use another name"),
         ));
     }
     if pushed.alerts.len() > MAX_PUSHED_ALERTS {

@@ -103,7 +103,7 @@ fn view(definition: Option<&SourceDefinition>, name: &str, checkpoint: Checkpoin
     let push_path = match definition.kind {
         SourceKind::SearchExport => Some(format!("/api/v1/sources/{name}/push")),
         SourceKind::JsonEvent => Some(format!("/threat/json_event/events/{name}")),
-        SourceKind::Script(_) => None,
+        SourceKind::Script(_) | SourceKind::AbuseMailbox(_) => None,
     };
     let script = match &definition.kind {
         SourceKind::Script(spec) => Some(ScriptView {
@@ -214,9 +214,11 @@ async fn put(
         ));
     }
     let stored = state.node.reader().source(&name)?;
-    // Secrets are never shown, so an edit may leave a secret's value out to keep it.
+    // Secrets are never shown, so an edit may leave a secret's value out to keep it, but
+    // only for the same program: a stored secret is never handed to another one.
     if let (SourceKind::Script(spec), Some(SourceKind::Script(old))) =
         (&mut definition.kind, stored.as_ref().map(|s| &s.kind))
+        && spec.command == old.command
     {
         for secret in &mut spec.secrets {
             if secret.value.0.is_empty()
@@ -226,9 +228,11 @@ async fn put(
             }
         }
     }
-    // Nor is the credential: keep it unless the body sets another.
+    // Nor is the credential: keep it unless the body sets another or the type changes.
     if definition.credential_sha256.is_none() && definition.kind.is_pushed() {
-        definition.credential_sha256 = stored.and_then(|s| s.credential_sha256);
+        definition.credential_sha256 = stored
+            .filter(|s| s.kind == definition.kind)
+            .and_then(|s| s.credential_sha256);
     }
     if let Some(hash) = &mut definition.credential_sha256 {
         *hash = hash.to_ascii_lowercase();
@@ -245,6 +249,9 @@ async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<Json<CommandResponse>> {
     caller.require(Role::Admin)?;
+    if state.node.reader().source(&name)?.is_none() {
+        return Err(ApiError::not_found(format!("source {name:?}")));
+    }
     commit(&state, &caller, Command::DeleteSource { name })
         .await
         .map(Json)
@@ -368,8 +375,12 @@ pub(crate) struct ExportAnswer {
 /// Bad rows listed in an answer; all of them are kept as rejected events up to the store's
 /// own limit per push.
 const MAX_REPORTED: usize = 100;
-/// Alerts committed per log entry while an export streams in.
+/// Alerts (or bad rows) committed per log entry while an export streams in.
 const ALERTS_PER_COMMIT: usize = 1_000;
+/// Bytes of raw rows committed per log entry at most (besides [`ALERTS_PER_COMMIT`]).
+const BYTES_PER_COMMIT: usize = 4 << 20;
+/// How long a push may send nothing before it is cut off.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The largest JSON export body; CSV is streamed and has no limit.
 const MAX_JSON_EXPORT: usize = 32 << 20;
 
@@ -401,6 +412,12 @@ async fn upload(
             "source {name:?} is a {}; uploads go to a search_export source",
             definition.kind.as_str()
         )));
+    }
+    if !definition.enabled {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("source {name:?} is disabled"),
+        ));
     }
     let answer = read_export(&state, &name, &headers, body).await?;
     tracing::info!(caller = %caller.name, source = %name, rows = answer.rows, alerts = answer.alerts, "export uploaded");
@@ -435,9 +452,7 @@ async fn read_export(
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         for row in rows {
             batch.add(row, &mut answer);
-            if batch.drafts.len() >= ALERTS_PER_COMMIT {
-                batch.commit(state, name, &mut answer).await?;
-            }
+            batch.commit_full(state, name, &mut answer).await?;
         }
         batch.commit(state, name, &mut answer).await?;
         return Ok(answer);
@@ -457,7 +472,22 @@ async fn read_export(
     let mut rows = Vec::new();
     loop {
         use futures::StreamExt;
-        let chunk = match stream.next().await {
+        let next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await;
+        let next = match next {
+            Ok(next) => next,
+            Err(_) => {
+                batch.commit(state, name, &mut answer).await?;
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body stalled for {}s after {} rows, which were kept",
+                        IDLE_TIMEOUT.as_secs(),
+                        answer.rows
+                    ),
+                ));
+            }
+        };
+        let chunk = match next {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => {
                 // What came before is committed; say where it stopped.
@@ -474,9 +504,7 @@ async fn read_export(
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         for row in rows.drain(..) {
             batch.add(row, &mut answer);
-        }
-        if batch.drafts.len() >= ALERTS_PER_COMMIT {
-            batch.commit(state, name, &mut answer).await?;
+            batch.commit_full(state, name, &mut answer).await?;
         }
     }
     reader
@@ -484,6 +512,7 @@ async fn read_export(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     for row in rows.drain(..) {
         batch.add(row, &mut answer);
+        batch.commit_full(state, name, &mut answer).await?;
     }
     batch.commit(state, name, &mut answer).await?;
     Ok(answer)
@@ -494,21 +523,59 @@ async fn read_export(
 struct Pending {
     drafts: Vec<AlertDraft>,
     rejected: Vec<RejectedEvent>,
+    /// An estimate of their size in the log.
+    bytes: usize,
 }
 
 impl Pending {
     fn add(&mut self, row: RowOutcome, answer: &mut ExportAnswer) {
         answer.rows += 1;
         match row {
-            RowOutcome::Alerts { drafts, .. } => self.drafts.extend(drafts),
+            RowOutcome::Alerts { drafts, .. } => {
+                self.bytes += drafts.iter().map(raw_size).sum::<usize>();
+                self.drafts.extend(drafts);
+            }
             RowOutcome::Bad(error) => {
                 answer.bad_rows += 1;
                 if answer.errors.len() < MAX_REPORTED {
                     answer.errors.push(error.reason.clone());
                 }
+                self.bytes += error.event.raw.to_string().len();
                 self.rejected.push(error.event);
             }
         }
+    }
+
+    /// Commits entries of at most [`ALERTS_PER_COMMIT`] alerts while what waits is over
+    /// a limit, so that a row with thousands of recipients, or a run of bad rows, never
+    /// makes one huge entry.
+    async fn commit_full(
+        &mut self,
+        state: &AppState,
+        name: &str,
+        answer: &mut ExportAnswer,
+    ) -> ApiResult<()> {
+        while self.drafts.len() >= ALERTS_PER_COMMIT
+            || self.rejected.len() >= ALERTS_PER_COMMIT
+            || self.bytes >= BYTES_PER_COMMIT
+        {
+            let mut rest = Pending::default();
+            if self.drafts.len() > ALERTS_PER_COMMIT {
+                rest.drafts = self.drafts.split_off(ALERTS_PER_COMMIT);
+            }
+            if self.rejected.len() > ALERTS_PER_COMMIT {
+                rest.rejected = self.rejected.split_off(ALERTS_PER_COMMIT);
+            }
+            rest.bytes = rest.drafts.iter().map(raw_size).sum::<usize>()
+                + rest
+                    .rejected
+                    .iter()
+                    .map(|r| r.raw.to_string().len())
+                    .sum::<usize>();
+            self.commit(state, name, answer).await?;
+            *self = rest;
+        }
+        Ok(())
     }
 
     async fn commit(
@@ -520,6 +587,7 @@ impl Pending {
         if self.drafts.is_empty() && self.rejected.is_empty() {
             return Ok(());
         }
+        self.bytes = 0;
         let drafts = std::mem::take(&mut self.drafts);
         let rejected = std::mem::take(&mut self.rejected);
         let response = state.node.ingest_pushed(name, drafts, rejected).await?;
@@ -535,6 +603,11 @@ impl Pending {
             .extend(response.incidents.into_iter().take(room));
         Ok(())
     }
+}
+
+/// About how many bytes a draft takes in the log.
+fn raw_size(draft: &AlertDraft) -> usize {
+    draft.raw.to_string().len() + draft.subject.as_ref().map_or(0, String::len) + 256
 }
 
 /// The JSON alert source's answer.

@@ -134,6 +134,10 @@ pub struct AlertDraft {
     /// `link_attribute`); when set, it replaces the campaign, threat and Message-ID links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// For a reported message, the CLEAR analysis: disposition, score and the reasons, each
+    /// naming the URL, attachment or header that triggered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<serde_json::Value>,
     /// The event exactly as the source sent it, unknown fields included.
     pub raw: serde_json::Value,
 }

@@ -36,6 +36,14 @@ pub enum Command {
     DeleteSource {
         name: String,
     },
+    /// Adds or replaces known-bad URLs, domains and hashes.
+    PutIntel {
+        entries: Vec<crate::IntelEntry>,
+    },
+    DeleteIntel {
+        kind: crate::IntelKind,
+        value: String,
+    },
     DeleteMatchCondition {
         name: String,
     },
@@ -121,6 +129,8 @@ impl Command {
             Command::DeleteMatchCondition { .. } => "delete_match_condition",
             Command::PutSource { .. } => "put_source",
             Command::DeleteSource { .. } => "delete_source",
+            Command::PutIntel { .. } => "put_intel",
+            Command::DeleteIntel { .. } => "delete_intel",
             Command::ClaimRecipients { .. } => "claim_recipients",
             Command::RecordOutcomes { .. } => "record_outcomes",
             Command::RequestRestore { .. } => "request_restore",

@@ -22,8 +22,8 @@ pub use quarantine::{
     RecipientStatus,
 };
 pub use source::{
-    Checkpoint, RejectedEvent, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition,
-    SourceKind, valid_source_name,
+    AbuseSpec, Checkpoint, IntelEntry, IntelKind, RejectedEvent, ReplySpec, ScriptSecret,
+    ScriptSpec, SecretDelivery, SourceDefinition, SourceKind, valid_source_name,
 };
 
 /// Times are UTC everywhere; conversion to local time is the UI's business.

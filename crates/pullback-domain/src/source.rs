@@ -72,6 +72,8 @@ pub enum SourceKind {
     JsonEvent,
     /// A program the leader runs on a schedule; it prints alerts as JSON lines.
     Script(ScriptSpec),
+    /// A mailbox users forward suspicious mail to; the leader analyses each report.
+    AbuseMailbox(AbuseSpec),
 }
 
 impl SourceKind {
@@ -80,11 +82,12 @@ impl SourceKind {
             SourceKind::SearchExport => "search_export",
             SourceKind::JsonEvent => "json_event",
             SourceKind::Script(_) => "script",
+            SourceKind::AbuseMailbox(_) => "abuse_mailbox",
         }
     }
 
     pub fn is_pushed(&self) -> bool {
-        !matches!(self, SourceKind::Script(_))
+        matches!(self, SourceKind::SearchExport | SourceKind::JsonEvent)
     }
 }
 
@@ -127,6 +130,83 @@ pub fn default_script_rate() -> u32 {
     50_000
 }
 
+/// Where reports arrive and how their reporters hear back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbuseSpec {
+    /// The abuse mailbox's address; the mailbox backend serving its domain reads it.
+    pub mailbox: String,
+    #[serde(default = "default_inbox")]
+    pub folder: String,
+    /// Where a report goes once it is dealt with; created when missing.
+    #[serde(default = "default_processed")]
+    pub processed_folder: String,
+    #[serde(default = "default_abuse_interval")]
+    pub interval_secs: u64,
+    /// Reports read per cycle at most.
+    #[serde(default = "default_abuse_batch")]
+    pub batch: usize,
+    /// Replies to reporters; none are sent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ReplySpec>,
+}
+
+/// How replies to reporters are sent, and their texts. In the templates, `{subject}` is the
+/// reported message's subject, `{disposition}`, `{score}`, `{summary}` and `{reasons}` (one
+/// line each) come from the analysis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    pub host: String,
+    pub port: u16,
+    /// `smtp` to a relay, `lmtp` straight into the delivery agent.
+    #[serde(default = "default_reply_protocol")]
+    pub protocol: String,
+    /// The sender of replies, e.g. `Security team <security@corp.example>`.
+    pub from: String,
+    #[serde(default = "default_ack_subject")]
+    pub acknowledgement_subject: String,
+    #[serde(default = "default_ack_body")]
+    pub acknowledgement_body: String,
+    #[serde(default = "default_verdict_subject")]
+    pub verdict_subject: String,
+    #[serde(default = "default_verdict_body")]
+    pub verdict_body: String,
+}
+
+fn default_inbox() -> String {
+    "INBOX".into()
+}
+fn default_processed() -> String {
+    "Processed".into()
+}
+fn default_abuse_interval() -> u64 {
+    60
+}
+fn default_abuse_batch() -> usize {
+    50
+}
+fn default_reply_protocol() -> String {
+    "smtp".into()
+}
+fn default_ack_subject() -> String {
+    "We received your report: {subject}".into()
+}
+fn default_ack_body() -> String {
+    "Thank you for reporting \"{subject}\". The security team's tools are looking at it; \
+     you will hear what they found."
+        .into()
+}
+fn default_verdict_subject() -> String {
+    "Your report: {disposition}: {subject}".into()
+}
+fn default_verdict_body() -> String {
+    "The message you reported, \"{subject}\", was found {disposition} (score {score}).\n\n\
+     Why:\n{reasons}\n\nIf it was malicious, it has been removed from every mailbox that \
+     received it. Thank you for reporting it."
+        .into()
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptSecret {
@@ -165,6 +245,28 @@ impl SourceDefinition {
                     "source {name:?}: credential_sha256 must be 64 hex digits"
                 ));
             }
+        }
+        if let SourceKind::AbuseMailbox(abuse) = &self.kind {
+            if !abuse.mailbox.contains('@') {
+                return Err(format!(
+                    "source {name:?}: mailbox must be the abuse mailbox's address, not {:?}",
+                    abuse.mailbox
+                ));
+            }
+            if abuse.interval_secs == 0 || abuse.batch == 0 {
+                return Err(format!(
+                    "source {name:?}: interval_secs and batch must be at least 1"
+                ));
+            }
+            if let Some(reply) = &abuse.reply
+                && !matches!(reply.protocol.as_str(), "smtp" | "lmtp")
+            {
+                return Err(format!(
+                    "source {name:?}: reply.protocol must be smtp or lmtp, not {:?}",
+                    reply.protocol
+                ));
+            }
+            return Ok(());
         }
         let SourceKind::Script(script) = &self.kind else {
             return Ok(());
@@ -265,4 +367,64 @@ mod tests {
                 .contains("credential_sha256")
         );
     }
+}
+
+/// What a piece of intelligence names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntelKind {
+    Url,
+    Domain,
+    Sha256,
+}
+
+impl IntelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntelKind::Url => "url",
+            IntelKind::Domain => "domain",
+            IntelKind::Sha256 => "sha256",
+        }
+    }
+
+    /// The form values are stored and looked up in: domains and hashes lower case, a URL as
+    /// given but for its scheme and host.
+    pub fn normalise(self, value: &str) -> Option<String> {
+        let value = value.trim();
+        if value.is_empty() || value.len() > 2048 || value.contains(char::is_control) {
+            return None;
+        }
+        match self {
+            IntelKind::Domain => {
+                let domain = value.trim_end_matches('.').to_ascii_lowercase();
+                (domain.contains('.') && !domain.contains(['/', ' ', '@'])).then_some(domain)
+            }
+            IntelKind::Sha256 => {
+                let hash = value.to_ascii_lowercase();
+                (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit())).then_some(hash)
+            }
+            IntelKind::Url => {
+                let (scheme, rest) = value.split_once("://")?;
+                let (host, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+                Some(format!(
+                    "{}://{}{}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase(),
+                    if path.is_empty() { "/" } else { path }
+                ))
+            }
+        }
+    }
+}
+
+/// One known-bad URL, domain or file hash, kept by Pullback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntelEntry {
+    pub kind: IntelKind,
+    /// Normalised (see [`IntelKind::normalise`]).
+    pub value: String,
+    /// The list it belongs to, such as `phish-feed` or `manual`.
+    pub list: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

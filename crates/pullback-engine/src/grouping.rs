@@ -85,6 +85,7 @@ mod tests {
             threats: vec![threat("t1"), threat("t2")],
             notes: vec![],
             link: None,
+            analysis: None,
             raw: serde_json::Value::Null,
         };
         let keys: Vec<String> = incident_links(&alert)

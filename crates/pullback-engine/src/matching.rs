@@ -117,6 +117,7 @@ mod tests {
             }],
             notes: vec![],
             link: None,
+            analysis: None,
             raw: serde_json::Value::Null,
         }
     }

@@ -82,6 +82,7 @@ mod tests {
             threats: vec![],
             notes: vec![],
             link: None,
+            analysis: None,
             raw: serde_json::Value::Null,
         }
     }

@@ -9,6 +9,7 @@
 use crate::config::WorkerConfig;
 use crate::{Node, Parts, scripts, sources, worker};
 use openraft::ServerState;
+use pullback_domain::SourceKind;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -85,7 +86,13 @@ fn start(
         let (node, parts, stopped) = (node.clone(), parts.clone(), stopped.clone());
         tasks.spawn(async move { sources::run(node, &parts.sources[index], stopped).await });
     }
-    tasks.spawn(scripts::supervise(node.clone(), stopped.clone()));
+    let for_scripts = node.clone();
+    tasks.spawn(scripts::supervise(
+        node.clone(),
+        |d| matches!(d.kind, SourceKind::Script(_)),
+        move |definition, stopped| scripts::start_script(&for_scripts, definition, stopped),
+        stopped.clone(),
+    ));
     let (node, parts, workers) = (node.clone(), parts.clone(), workers.clone());
     tasks.spawn(async move { worker::run(node, &parts.backends, workers, term, stopped).await });
     (term, stop, tasks)

@@ -93,7 +93,7 @@ pub struct LeaderWork {
 /// Everything a node needs besides its configuration file: the pieces a test or the demo
 /// may want to replace.
 pub struct Parts {
-    pub backends: Backends,
+    pub backends: Arc<Backends>,
     pub sources: Vec<sources::Source>,
 }
 

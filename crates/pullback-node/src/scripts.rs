@@ -1,6 +1,6 @@
 //! Scripted pollers on the leader: one task per enabled script source in the replicated
 //! state, restarted when its definition changes and stopped when it is removed or
-//! leadership ends. Each run's batches go through Raft with the position they cover (see
+//! leadership ends. [`supervise`] does the same for abuse mailboxes. Each run's batches go through Raft with the position they cover (see
 //! `pullback_script::runner`).
 
 use crate::Node;
@@ -21,24 +21,29 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// Keeps one poller running per enabled script source until `stop` changes.
-pub(crate) async fn supervise(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+/// Keeps one task running per enabled source that `wanted` selects, started by `start`,
+/// restarted when its definition changes, until `stop` changes.
+pub(crate) async fn supervise<F>(
+    node: Arc<Node>,
+    wanted: fn(&SourceDefinition) -> bool,
+    start: F,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: Fn(SourceDefinition, watch::Receiver<bool>) -> JoinHandle<()>,
+{
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     loop {
-        let wanted: Vec<SourceDefinition> = match node.reader.sources() {
-            Ok(all) => all
-                .into_iter()
-                .filter(|d| d.enabled && matches!(d.kind, SourceKind::Script(_)))
-                .collect(),
+        let defined: Vec<SourceDefinition> = match node.reader.sources() {
+            Ok(all) => all.into_iter().filter(|d| d.enabled && wanted(d)).collect(),
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the script sources");
+                tracing::error!(error = %e, "cannot read the source definitions");
                 Vec::new()
             }
         };
         let stale: Vec<String> = running
             .iter()
             .filter(|(name, r)| {
-                !wanted
+                !defined
                     .iter()
                     .any(|w| &w.name == *name && *w == r.definition)
             })
@@ -46,22 +51,18 @@ pub(crate) async fn supervise(node: Arc<Node>, mut stop: watch::Receiver<bool>) 
             .collect();
         for name in stale {
             if let Some(old) = running.remove(&name) {
-                tracing::info!(source = %name, "script source changed or removed; stopping it");
+                tracing::info!(source = %name, "source changed or removed; stopping it");
                 end(old).await;
             }
         }
-        for definition in wanted {
+        for definition in defined {
             if running.contains_key(&definition.name) {
                 continue;
             }
-            let SourceKind::Script(spec) = definition.kind.clone() else {
-                continue;
-            };
             let (stop_one, stopped) = watch::channel(false);
-            let name = definition.name.clone();
-            let task = tokio::spawn(poll(node.clone(), name.clone(), spec, stopped));
+            let task = start(definition.clone(), stopped);
             running.insert(
-                name,
+                definition.name.clone(),
                 Running {
                     definition,
                     stop: stop_one,
@@ -79,10 +80,34 @@ pub(crate) async fn supervise(node: Arc<Node>, mut stop: watch::Receiver<bool>) 
     }
 }
 
+/// Starts the poller of a script source.
+pub(crate) fn start_script(
+    node: &Arc<Node>,
+    definition: SourceDefinition,
+    stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let SourceKind::Script(spec) = definition.kind else {
+        return tokio::spawn(async {});
+    };
+    tokio::spawn(poll(node.clone(), definition.name, spec, stopped))
+}
+
+/// How long a stopped source task may take to finish before it is abandoned.
+const END_GRACE: Duration = Duration::from_secs(30);
+
 async fn end(running: Running) {
     let _ = running.stop.send(true);
-    if let Err(e) = running.task.await {
-        tracing::error!(error = %e, "a script poller panicked");
+    let mut task = running.task;
+    match tokio::time::timeout(END_GRACE, &mut task).await {
+        Ok(Err(e)) if e.is_panic() => tracing::error!(error = %e, "a source task panicked"),
+        Ok(_) => {}
+        Err(_) => {
+            tracing::error!(
+                source = %running.definition.name,
+                "a source task did not stop in time; abandoning it"
+            );
+            task.abort();
+        }
     }
 }
 

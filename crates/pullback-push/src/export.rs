@@ -45,6 +45,10 @@ const ROW_BUFFER_KEPT_BYTES: usize = 64 * 1024;
 /// the draft's own recipient.
 pub const FULL_ROW_RECIPIENTS: usize = 100;
 
+/// The most recipients one row may list; a row with more is reported as bad, so that one row
+/// cannot turn into an unbounded number of alerts at once.
+pub const MAX_ROW_RECIPIENTS: usize = 10_000;
+
 /// How much of a skipped row is kept, so that an operator can recognise it.
 const PREVIEW_BYTES: usize = 256;
 
@@ -79,10 +83,12 @@ pub struct RowError {
 
 impl RowError {
     fn new(line: u64, reason: String, raw: Value) -> RowError {
+        let key = content_key(&raw);
+        let (raw, _) = bounded_row(&raw, None);
         RowError {
             line,
             event: RejectedEvent {
-                key: content_key(&raw),
+                key,
                 reason: reason.clone(),
                 raw,
             },
@@ -918,7 +924,13 @@ fn drafts_for_row(
     let subject = fields
         .subject
         .map(|subject| subject.trim().to_owned())
-        .filter(|subject| !subject.is_empty());
+        .filter(|subject| !subject.is_empty())
+        .map(|subject| {
+            if subject.len() > MAX_KEPT_FIELD {
+                notes.push(format!("the subject was cut to {MAX_KEPT_FIELD} bytes"));
+            }
+            cut(&subject, MAX_KEPT_FIELD).to_owned()
+        });
 
     // Each draft carries its own copy of the row, so a row listing thousands of recipients
     // would cost their number squared; past a hundred, a draft's copy lists only its own.
@@ -938,33 +950,80 @@ fn drafts_for_row(
             message_id: Some(message_id.clone()),
             subject: subject.clone(),
             sender: sender.clone(),
-            raw: if one_recipient_each {
-                with_recipients(raw, &recipient)
-            } else {
-                raw.clone()
+            raw: {
+                let own = one_recipient_each.then_some(recipient.as_str());
+                let (kept, _) = bounded_row(raw, own);
+                kept
             },
             recipients: vec![recipient],
             threats: Vec::new(),
             notes: notes.clone(),
             link: None,
+            analysis: None,
         })
         .collect();
     Ok(drafts)
 }
 
-/// A copy of a row whose recipients field holds `recipients` instead of what it held.
-fn with_recipients(raw: &Value, recipients: &str) -> Value {
+/// The most bytes of one field a stored row keeps (the recipients field, which holds at most
+/// [`FULL_ROW_RECIPIENTS`] addresses, excepted).
+const MAX_KEPT_FIELD: usize = 4 << 10;
+/// The most bytes of fields one stored row keeps; later columns are left out.
+const MAX_KEPT_ROW: usize = 48 << 10;
+
+/// The copy of a row an alert or a rejected event keeps: each field cut to
+/// [`MAX_KEPT_FIELD`] bytes, at most [`MAX_KEPT_ROW`] bytes in all, and, given `recipients`,
+/// the recipients field holding only those. So a row of a megabyte sent to thousands of
+/// mailboxes costs each alert kilobytes, not the row. Returns whether anything was cut, which
+/// the row's `_cut` field also says.
+fn bounded_row(raw: &Value, recipients: Option<&str>) -> (Value, bool) {
     let Value::Object(row) = raw else {
-        return raw.clone();
+        return (raw.clone(), false);
     };
-    let copy = row.iter().map(|(key, value)| {
-        let value = match Column::from_name(key) {
-            Some(Column::Recipients) => Value::String(recipients.to_owned()),
+    // A row copied for each of many recipients keeps a much smaller copy each.
+    let (field_cap, row_cap) = match recipients {
+        Some(_) => (MAX_KEPT_FIELD / 16, MAX_KEPT_ROW / 16),
+        None => (MAX_KEPT_FIELD, MAX_KEPT_ROW),
+    };
+    let mut kept = Map::new();
+    let (mut total, mut cut_any) = (0usize, false);
+    for (key, value) in row {
+        let value = match (Column::from_name(key), recipients) {
+            (Some(Column::Recipients), Some(own)) => Value::String(own.to_owned()),
             _ => value.clone(),
         };
-        (key.clone(), value)
-    });
-    Value::Object(copy.collect())
+        let recipients_field = matches!(Column::from_name(key), Some(Column::Recipients));
+        let value = match value {
+            Value::String(text) if text.len() > field_cap && !recipients_field => {
+                cut_any = true;
+                Value::String(cut(&text, field_cap).to_owned())
+            }
+            other => other,
+        };
+        let size = key.len() + value.to_string().len();
+        if total + size > row_cap {
+            cut_any = true;
+            continue;
+        }
+        total += size;
+        kept.insert(key.clone(), value);
+    }
+    if cut_any {
+        kept.insert("_cut".into(), Value::Bool(true));
+    }
+    (Value::Object(kept), cut_any)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn row_message_id(text: Option<&str>) -> Result<MessageId, String> {
@@ -989,6 +1048,11 @@ fn row_recipients(cells: Option<&[String]>) -> Result<Vec<String>, String> {
         };
         if seen.insert(recipient.clone()) {
             recipients.push(recipient);
+        }
+        if recipients.len() > MAX_ROW_RECIPIENTS {
+            return Err(format!(
+                "Recipients lists more than {MAX_ROW_RECIPIENTS} addresses; split the row"
+            ));
         }
     }
     if recipients.is_empty() {

@@ -108,6 +108,7 @@ pub fn parse(body: &Value, now: Timestamp) -> Result<AlertDraft, FieldError> {
         threats: event.threats(occurred_at),
         notes,
         link: None,
+        analysis: None,
         raw: body.clone(),
     };
     draft.link = link(&event, &draft)?;

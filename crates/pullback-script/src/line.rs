@@ -140,6 +140,7 @@ fn alert(
         threats,
         notes,
         link,
+        analysis: None,
         raw: raw.clone(),
     })
 }

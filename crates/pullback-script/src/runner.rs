@@ -36,6 +36,8 @@ const KEPT_LINE_CHARS: usize = 4_096;
 const STDERR_LINES_PER_WINDOW: u32 = 20;
 const STDERR_WINDOW: Duration = Duration::from_secs(10);
 const STDERR_LINE_CHARS: usize = 1_024;
+/// How long standard error is still read after the program ended or was killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// What a run hands over to be committed.
 #[derive(Debug, Default)]
@@ -125,6 +127,7 @@ pub async fn run(
             return report;
         }
     };
+    adopt_orphans();
     let mut child = match command(source, spec, position, workdir.path()).spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -133,6 +136,9 @@ pub async fn run(
         }
     };
     let group = child.id().map(|pid| pid as i32);
+    if let (Some(pid), Ok(mut live)) = (child.id(), running().lock()) {
+        live.insert(pid);
+    }
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_task = tokio::spawn(log_stderr(source.to_owned(), stderr));
@@ -155,6 +161,9 @@ pub async fn run(
         kill_group(group);
     }
     let status = child.wait().await;
+    if let (Some(group), Ok(mut live)) = (group, running().lock()) {
+        live.remove(&(group as u32));
+    }
     // What was read but not yet committed is committed now, also after a timeout or a stop:
     // it was printed, and keeping it costs nothing (a new leader's rerun finds it a repeat).
     let flushed = reader.flush(sink).await;
@@ -167,7 +176,17 @@ pub async fn run(
             Err(e) => Ending::Failed(e.to_string()),
         },
     };
-    report.stderr_lines = stderr_task.await.unwrap_or(0);
+    // A process that left the group (setsid) may still hold standard error open: stop
+    // listening after a short grace rather than wait for it.
+    let mut stderr_task = stderr_task;
+    report.stderr_lines = match tokio::time::timeout(DRAIN_GRACE, &mut stderr_task).await {
+        Ok(lines) => lines.unwrap_or(0),
+        Err(_) => {
+            stderr_task.abort();
+            0
+        }
+    };
+    reap_escaped();
     report.lines = reader.lines;
     report.alerts = reader.committed_alerts;
     report.malformed = reader.malformed;
@@ -254,6 +273,74 @@ fn command(
         });
     }
     command
+}
+
+/// Makes this process adopt the orphans of the programs it runs (`PR_SET_CHILD_SUBREAPER`),
+/// so that a descendant that left its process group can still be found and killed.
+fn adopt_orphans() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no
+        // memory of ours.
+        let done = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if done != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot adopt orphaned script processes; one that escapes its group may outlive its run"
+            );
+        }
+    });
+}
+
+/// Programs running now, by process id: their descendants are not orphans to kill.
+fn running() -> &'static std::sync::Mutex<std::collections::HashSet<u32>> {
+    static RUNNING: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<u32>>> =
+        std::sync::OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// Kills and reaps the processes this process adopted: descendants of finished runs that
+/// escaped their process group. A running program's own children are its, not ours, so they
+/// are not touched.
+fn reap_escaped() {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let live = running().lock().map(|r| r.clone()).unwrap_or_default();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if live.contains(&pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The parent id is the second field after the command name, which ends at the last ')'.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent != Some(me) {
+            continue;
+        }
+        // Only processes adopted after a script: the node starts no other children.
+        tracing::warn!(
+            pid,
+            "killing a process a script left behind outside its group"
+        );
+        // SAFETY: kill and waitpid on a process id; no memory is shared.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        }
+    }
 }
 
 fn kill_group(group: i32) {
@@ -350,8 +437,11 @@ impl<'a, R: AsyncBufRead + Unpin> Reader<'a, R> {
             };
             if !self.too_long {
                 if self.line.len() + part.len() > MAX_LINE_BYTES {
+                    // Keep the start of the line, to show what it was.
                     self.too_long = true;
-                    self.line.clear();
+                    let room = KEPT_LINE_CHARS.saturating_sub(self.line.len());
+                    self.line.extend_from_slice(&part[..room.min(part.len())]);
+                    self.line.truncate(KEPT_LINE_CHARS);
                     self.line.shrink_to(KEPT_LINE_CHARS);
                 } else {
                     self.line.extend_from_slice(part);
@@ -373,7 +463,7 @@ impl<'a, R: AsyncBufRead + Unpin> Reader<'a, R> {
         let text = std::mem::take(&mut self.line);
         let text = text.strip_suffix(b"\r").unwrap_or(&text);
         if too_long {
-            self.reject(number, format!("longer than {MAX_LINE_BYTES} bytes"), b"");
+            self.reject(number, format!("longer than {MAX_LINE_BYTES} bytes"), text);
             return;
         }
         if text.iter().all(u8::is_ascii_whitespace) {

@@ -378,3 +378,46 @@ async fn a_missing_program_is_reported() {
     let report = run_it(&script.spec, None, &mut sink).await;
     assert!(matches!(&report.ending, Ending::NotStarted(e) if e.contains("/nonexistent/poller")));
 }
+
+#[tokio::test]
+async fn a_child_that_leaves_the_process_group_neither_wedges_the_run_nor_outlives_it() {
+    let mut script = script(
+        "#!/bin/sh\n\
+         setsid sleep 300 > /dev/null 2>&1 &\n\
+         setsid sh -c 'echo $$ > \"$0\"; sleep 300' \"$1\" &\n\
+         echo '{\"id\":\"a0\"}'\n\
+         sleep 0.5\n\
+         exit 0\n",
+    );
+    let pid_file = script._dir.path().join("escaped.pid");
+    script.spec.args = vec![pid_file.display().to_string()];
+    script.spec.timeout_secs = 5;
+    let started = Instant::now();
+    let mut sink = Collect::default();
+    let report = run_it(&script.spec, None, &mut sink).await;
+    // The escaped child keeps standard error open; the run still ends soon after the program.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sink.alerts(), ["id:a0"]);
+    assert!(
+        matches!(report.ending, Ending::Finished | Ending::TimedOut),
+        "{report:?}"
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.trim();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status.is_empty() || status.contains("State:\tZ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "escaped process {pid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -126,6 +126,34 @@ pub(crate) fn apply(
             tx.put(Cf::State, keys::source(&source.name), source);
             Ok(CommandResponse::default())
         }
+        Command::PutIntel { entries } => {
+            for entry in entries {
+                let Some(value) = entry.kind.normalise(&entry.value) else {
+                    return Ok(CommandResponse::refused(format!(
+                        "{} {:?} is not valid",
+                        entry.kind.as_str(),
+                        entry.value
+                    )));
+                };
+                let entry = pullback_domain::IntelEntry {
+                    value: value.clone(),
+                    ..entry.clone()
+                };
+                tx.put(Cf::State, keys::intel(entry.kind.as_str(), &value), &entry);
+            }
+            Ok(CommandResponse::default())
+        }
+        Command::DeleteIntel { kind, value } => {
+            let key = keys::intel(kind.as_str(), value);
+            if !tx.exists(Cf::State, &key)? {
+                return Ok(CommandResponse::refused(format!(
+                    "no {} {value:?} in the intelligence lists",
+                    kind.as_str()
+                )));
+            }
+            tx.delete(Cf::State, key);
+            Ok(CommandResponse::default())
+        }
         Command::DeleteSource { name } => {
             if !tx.exists(Cf::State, &keys::source(name))? {
                 return Ok(CommandResponse::refused(format!(
@@ -309,6 +337,7 @@ fn ingest(
             tx.put(Cf::Index, keys::message(message_id.as_str(), id), &id);
         }
 
+        condemn(tx, draft, id);
         let decision = pullback_engine::evaluate(&conditions, source, draft);
         let mut alert = Alert {
             id,
@@ -350,6 +379,35 @@ fn ingest(
         )?;
     }
     Ok(response)
+}
+
+/// Remembers the URLs, hosts and file hashes a threat feed condemned (an active threat
+/// classified as malicious), so that the analysis of a reported message can use them.
+fn condemn(tx: &mut Tx<'_>, draft: &AlertDraft, alert_id: u64) {
+    const CONDEMNED: [&str; 4] = ["phish", "malware", "impostor", "spam"];
+    for threat in &draft.threats {
+        let active = threat.status.as_deref().is_none_or(|s| s == "active");
+        let bad = threat
+            .classification
+            .as_deref()
+            .is_some_and(|c| CONDEMNED.contains(&c));
+        if !(active && bad) || draft.kind == pullback_domain::AlertKind::AbuseReport {
+            continue;
+        }
+        let kinds = [
+            (pullback_domain::IntelKind::Url, threat.value.as_deref()),
+            (
+                pullback_domain::IntelKind::Domain,
+                threat.hostname.as_deref(),
+            ),
+            (pullback_domain::IntelKind::Sha256, threat.sha256.as_deref()),
+        ];
+        for (kind, value) in kinds {
+            if let Some(value) = value.and_then(|v| kind.normalise(v)) {
+                tx.put(Cf::Index, keys::condemned(kind.as_str(), &value), &alert_id);
+            }
+        }
+    }
 }
 
 /// Stores a source's checkpoint. Counters belong to the state machine, which alone knows how

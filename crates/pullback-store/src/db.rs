@@ -245,6 +245,13 @@ pub mod keys {
     pub fn source(name: &str) -> Vec<u8> {
         format!("source/{name}").into_bytes()
     }
+    pub fn intel(kind: &str, value: &str) -> Vec<u8> {
+        format!("intel/{kind}\0{value}").into_bytes()
+    }
+    /// A URL, domain or hash a TAP alert condemned: evidence for CLEAR.
+    pub fn condemned(kind: &str, value: &str) -> Vec<u8> {
+        format!("condemned/{kind}\0{value}").into_bytes()
+    }
     pub fn checkpoint(source: &str) -> Vec<u8> {
         format!("checkpoint/{source}").into_bytes()
     }

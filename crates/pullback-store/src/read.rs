@@ -138,6 +138,33 @@ impl Reader {
         self.db.get(Cf::State, &keys::source(name))
     }
 
+    /// The intelligence entry for a value, already normalised.
+    pub fn intel(
+        &self,
+        kind: pullback_domain::IntelKind,
+        value: &str,
+    ) -> Result<Option<pullback_domain::IntelEntry>, StoreError> {
+        self.db.get(Cf::State, &keys::intel(kind.as_str(), value))
+    }
+
+    /// Every intelligence entry of a kind.
+    pub fn intel_entries(
+        &self,
+        kind: pullback_domain::IntelKind,
+    ) -> Result<Vec<pullback_domain::IntelEntry>, StoreError> {
+        self.values(Cf::State, format!("intel/{}\0", kind.as_str()).as_bytes())
+    }
+
+    /// The alert of a threat feed that condemned this value, if one did.
+    pub fn condemned_by(
+        &self,
+        kind: pullback_domain::IntelKind,
+        value: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get(Cf::Index, &keys::condemned(kind.as_str(), value))
+    }
+
     /// Events of a source that could not be read, oldest first.
     pub fn rejected_events(&self, source: &str) -> Result<Vec<RejectedEvent>, StoreError> {
         self.values(Cf::State, format!("rejected/{source}\0").as_bytes())

@@ -67,6 +67,7 @@ fn draft(id: &str, message_id: &str, recipients: &[&str], classification: &str) 
         }],
         notes: vec![],
         link: None,
+        analysis: None,
         raw: serde_json::json!({ "id": id }),
     }
 }

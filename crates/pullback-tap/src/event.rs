@@ -157,6 +157,7 @@ pub fn parse_event(kind: AlertKind, raw: &Value) -> Result<AlertDraft, EventErro
         threats,
         notes,
         link: None,
+        analysis: None,
         raw: raw.clone(),
     })
 }

@@ -28,7 +28,13 @@ pub fn parts(config: &Config) -> anyhow::Result<(Parts, Vec<ApiKey>)> {
             sha256,
         });
     }
-    Ok((Parts { backends, sources }, keys))
+    Ok((
+        Parts {
+            backends: Arc::new(backends),
+            sources,
+        },
+        keys,
+    ))
 }
 
 pub fn validate(path: &Path) -> anyhow::Result<()> {

@@ -593,14 +593,33 @@ fn a_row_over_1_mib_is_reported_and_skipped_without_being_held() {
         "the buffer shrinks after a long row"
     );
 
-    // Just under the limit is still read.
+    // Just under the limit is still read; what an alert keeps of it is bounded, with a note.
     let subject = "y".repeat(MAX_ROW_BYTES - 100);
     let input = format!("Message_ID,Recipients,Subject\n<m1@x.zz>,a@x.zz,{subject}\n");
     let outcomes = read(&input);
-    assert_eq!(
-        drafts(&outcomes[0])[0].subject.as_deref(),
-        Some(subject.as_str())
+    let draft = &drafts(&outcomes[0])[0];
+    assert_eq!(draft.subject.as_deref().map(str::len), Some(4096));
+    assert!(draft.notes.iter().any(|n| n.contains("subject was cut")));
+    assert_eq!(draft.raw["_cut"], true);
+    assert!(draft.raw.to_string().len() < 50 * 1024);
+}
+
+#[test]
+fn a_big_row_to_many_recipients_costs_each_alert_kilobytes() {
+    let recipients: Vec<String> = (0..50).map(|i| format!("u{i}@x.zz")).collect();
+    let note = "z".repeat(500_000);
+    let input = format!(
+        "Message_ID,Recipients,Subject,Note\n<m1@x.zz>,\"{}\",s,{note}\n",
+        recipients.join(",")
     );
+    let outcomes = read(&input);
+    let drafts = drafts(&outcomes[0]);
+    assert_eq!(drafts.len(), 50);
+    for draft in drafts {
+        let kept = draft.raw.to_string();
+        assert!(kept.len() < 8 * 1024, "{} bytes kept", kept.len());
+        assert_eq!(draft.raw["_cut"], true);
+    }
 }
 
 #[test]
