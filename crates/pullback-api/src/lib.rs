@@ -7,6 +7,7 @@
 mod auth;
 mod cluster;
 mod error;
+mod intel;
 mod native;
 mod sources;
 mod threat_response;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let consistent = Router::new()
         .merge(native::routes())
         .merge(sources::routes())
+        .merge(intel::routes())
         .merge(threat_response::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

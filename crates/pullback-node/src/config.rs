@@ -2,7 +2,7 @@
 //! match conditions. `pullback validate` runs [`Config::load`] and reports every problem.
 
 use pullback_domain::{
-    MatchCondition, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition, SourceKind,
+    AbuseSpec, MatchCondition, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition, SourceKind,
 };
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -210,6 +210,18 @@ pub enum SourceConfig {
     /// The JSON alert source at `/threat/json_event/events/<name>`.
     JsonEvent(PushSourceConfig),
     Script(ScriptSourceConfig),
+    /// A mailbox users forward suspicious mail to (see `docs/sources.md`).
+    AbuseMailbox(AbuseSourceConfig),
+}
+
+/// An abuse mailbox: `name`, `enabled`, and the fields of [`AbuseSpec`] beside them.
+#[derive(Debug, Deserialize)]
+pub struct AbuseSourceConfig {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub spec: AbuseSpec,
 }
 
 impl SourceConfig {
@@ -218,6 +230,7 @@ impl SourceConfig {
             SourceConfig::Tap(tap) => &tap.name,
             SourceConfig::SearchExport(push) | SourceConfig::JsonEvent(push) => &push.name,
             SourceConfig::Script(script) => &script.name,
+            SourceConfig::AbuseMailbox(abuse) => &abuse.name,
         }
     }
 
@@ -237,6 +250,12 @@ impl SourceConfig {
                 push.enabled,
                 push.credential_sha256.clone(),
                 SourceKind::JsonEvent,
+            ),
+            SourceConfig::AbuseMailbox(abuse) => (
+                &abuse.name,
+                abuse.enabled,
+                None,
+                SourceKind::AbuseMailbox(abuse.spec.clone()),
             ),
             SourceConfig::Script(script) => {
                 let mut secrets = Vec::with_capacity(script.secrets.len());
