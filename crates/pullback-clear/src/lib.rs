@@ -8,8 +8,8 @@
 //!   the evidence into a disposition, a score and reasons that name what triggered them.
 
 pub mod facts;
+pub mod header_checks;
 pub mod message;
 pub mod report;
 pub mod urls;
-pub mod header_checks;
 pub mod verdict;

@@ -7,7 +7,7 @@
 //! fetching and touching mailboxes while a new leader does the same.
 
 use crate::config::WorkerConfig;
-use crate::{Node, Parts, scripts, sources, worker};
+use crate::{Node, Parts, abuse, scripts, sources, worker};
 use openraft::ServerState;
 use pullback_domain::SourceKind;
 use std::sync::Arc;
@@ -91,6 +91,25 @@ fn start(
         node.clone(),
         |d| matches!(d.kind, SourceKind::Script(_)),
         move |definition, stopped| scripts::start_script(&for_scripts, definition, stopped),
+        stopped.clone(),
+    ));
+    let (for_abuse, backends) = (node.clone(), parts.backends.clone());
+    tasks.spawn(scripts::supervise(
+        node.clone(),
+        |d| matches!(d.kind, SourceKind::AbuseMailbox(_)),
+        move |definition, stopped| {
+            let SourceKind::AbuseMailbox(spec) = definition.kind else {
+                return tokio::spawn(async {});
+            };
+            let poll = abuse::poll(
+                for_abuse.clone(),
+                backends.clone(),
+                definition.name,
+                spec,
+                stopped,
+            );
+            tokio::spawn(poll)
+        },
         stopped.clone(),
     ));
     let (node, parts, workers) = (node.clone(), parts.clone(), workers.clone());

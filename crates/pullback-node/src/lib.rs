@@ -5,6 +5,7 @@
 //! leader-only work when this node becomes leader and stops it when it steps down. Every
 //! change goes through [`Node::propose`]; reads go through [`Node::reader`].
 
+mod abuse;
 pub mod backends;
 pub mod cluster;
 pub mod config;

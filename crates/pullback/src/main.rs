@@ -1,5 +1,6 @@
 //! The `pullback` binary: one node's server, configuration checks, and a self-contained demo.
 
+mod clear;
 mod cluster;
 mod demo;
 mod server;
@@ -34,6 +35,9 @@ enum Commands {
     /// Creates a cluster, admits and removes nodes, shows its state.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Analyses reported messages offline (CLEAR), and scores the analysis on labelled mail.
+    #[command(subcommand)]
+    Clear(clear::ClearCommand),
     /// Runs the whole job on built-in sample data, with no outside service.
     Demo(demo::DemoOptions),
     /// Prints a new random API key and the SHA-256 line to put in the configuration.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Commands::Server { config } => server::serve(&config).await,
             Commands::Validate { config } => server::validate(&config),
             Commands::Cluster(command) => cluster::run(command).await,
+            Commands::Clear(command) => clear::run(command),
             Commands::Demo(options) => demo::run(options).await,
             Commands::ApiKey { name, role } => {
                 let key = server::new_api_key()?;
