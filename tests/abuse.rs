@@ -104,13 +104,20 @@ exclude_recipients = ["{ABUSE}"]
         lmtp = dovecot.lmtp_port()
     );
     let config = dir.path().join("pullback.toml");
-    std::fs::write(&config, node.text(1, &dir.path().join("node"), listen, &extra)).unwrap();
+    std::fs::write(
+        &config,
+        node.text(1, &dir.path().join("node"), listen, &extra),
+    )
+    .unwrap();
     let server = Server::start(&config, listen).await;
     let admin = server.api(ADMIN_KEY);
 
     // The security team knows the phishing domain from a feed.
     let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/intel?list=phish-feed&kind=domain", server.base))
+        .post(format!(
+            "{}/api/v1/intel?list=phish-feed&kind=domain",
+            server.base
+        ))
         .header("Authorization", ADMIN_KEY)
         .header("Content-Type", "text/plain")
         .body("# today's feed\nportal.evil-login.example\nnot a domain\n")
@@ -120,7 +127,10 @@ exclude_recipients = ["{ABUSE}"]
     assert_eq!(response.status(), 200);
     let imported: Value = response.json().await.unwrap();
     assert_eq!(imported["added"], 1, "{imported}");
-    assert!(imported["errors"][0].as_str().unwrap().contains("line 3"), "{imported}");
+    assert!(
+        imported["errors"][0].as_str().unwrap().contains("line 3"),
+        "{imported}"
+    );
 
     dovecot.deliver(ABUSE, "INBOX", &report_of(&original));
     dovecot.deliver(ABUSE, "INBOX", &empty_report());
@@ -129,7 +139,11 @@ exclude_recipients = ["{ABUSE}"]
         dovecot.messages(ABUSE, "Processed").len() == 2
     })
     .await;
-    assert!(filed, "the reports were not filed away:\n{}", server.log_text());
+    assert!(
+        filed,
+        "the reports were not filed away:\n{}",
+        server.log_text()
+    );
     let pulled = wait_for(Duration::from_secs(60), || async {
         [ALICE, BOB, CAROL]
             .iter()
@@ -147,20 +161,31 @@ exclude_recipients = ["{ABUSE}"]
     assert_eq!(alert["kind"], "abuse_report", "{alerts}");
     let analysis = &alert["analysis"];
     assert_eq!(
-        analysis["disposition"].as_str().map(str::to_ascii_lowercase).as_deref(),
+        analysis["disposition"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("malicious"),
         "{analysis}"
     );
     let reasons = analysis["reasons"].to_string();
     assert!(reasons.contains("evil-login.example"), "{reasons}");
-    assert!(reasons.contains("phish-feed"), "the list is named: {reasons}");
+    assert!(
+        reasons.contains("phish-feed"),
+        "the list is named: {reasons}"
+    );
 
     // The reporter heard back twice: the acknowledgement and the verdict.
     let replies = wait_for(Duration::from_secs(30), || async {
         dovecot.messages(ALICE, "INBOX").len() == 2
     })
     .await;
-    assert!(replies, "{:?}\n{}", dovecot.messages(ALICE, "INBOX"), server.log_text());
+    assert!(
+        replies,
+        "{:?}\n{}",
+        dovecot.messages(ALICE, "INBOX"),
+        server.log_text()
+    );
     let subjects: Vec<String> = dovecot
         .messages(ALICE, "INBOX")
         .into_iter()
@@ -174,7 +199,10 @@ exclude_recipients = ["{ABUSE}"]
     // The report with nothing in it is recorded with why, and cost the other nothing.
     let (_, rejected) = admin.get("/api/v1/sources/abuse/rejected").await;
     let reason = rejected["items"][0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("bob@corp.test") && reason.contains("no reported message"), "{rejected}");
+    assert!(
+        reason.contains("bob@corp.test") && reason.contains("no reported message"),
+        "{rejected}"
+    );
     let (_, source) = admin.get("/api/v1/sources/abuse").await;
     assert_eq!(source["type"], "abuse_mailbox", "{source}");
     assert!(source["last_success"].is_string(), "{source}");

@@ -115,31 +115,36 @@ async fn import(
     let text = String::from_utf8_lossy(&bytes);
     let mut answer = ImportAnswer::default();
     let mut entries = Vec::new();
-    let mut take = |kind: IntelKind, raw: &str, note: Option<String>, at: String| {
-        match kind.normalise(raw) {
+    let mut take =
+        |kind: IntelKind, raw: &str, note: Option<String>, at: String| match kind.normalise(raw) {
             Some(value) => entries.push(IntelEntry {
                 kind,
                 value,
                 list: list.clone(),
                 note,
             }),
-            None if answer.errors.len() < 100 => {
-                answer
-                    .errors
-                    .push(format!("{at}: {raw:?} is not a valid {}", kind.as_str()))
-            }
+            None if answer.errors.len() < 100 => answer
+                .errors
+                .push(format!("{at}: {raw:?} is not a valid {}", kind.as_str())),
             None => {}
-        }
-    };
+        };
     if content_type.starts_with("application/json") {
         let import: JsonImport = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("not an import: {e}")))?;
         for (index, entry) in import.entries.into_iter().enumerate() {
-            take(entry.kind, &entry.value, entry.note, format!("entries[{index}]"));
+            take(
+                entry.kind,
+                &entry.value,
+                entry.note,
+                format!("entries[{index}]"),
+            );
         }
     } else if content_type.starts_with("text/csv") {
         let mut lines = text.lines();
-        let header_line = lines.next().unwrap_or_default().trim_start_matches('\u{feff}');
+        let header_line = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('\u{feff}');
         let columns: Vec<String> = header_line
             .split(',')
             .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
@@ -156,7 +161,10 @@ async fn import(
         let note = find("note");
         for (number, line) in lines.enumerate() {
             // FIXME: simple comma split; a quoted field holding a comma is cut there.
-            let fields: Vec<&str> = line.split(',').map(|f| f.trim().trim_matches('"')).collect();
+            let fields: Vec<&str> = line
+                .split(',')
+                .map(|f| f.trim().trim_matches('"'))
+                .collect();
             let Some(raw) = fields.get(column).filter(|v| !v.is_empty()) else {
                 continue;
             };
@@ -190,9 +198,9 @@ async fn remove(
     Path((kind, value)): Path<(IntelKind, String)>,
 ) -> ApiResult<Json<CommandResponse>> {
     caller.require(Role::Admin)?;
-    let value = kind
-        .normalise(&value)
-        .ok_or_else(|| ApiError::bad_request(format!("{value:?} is not a valid {}", kind.as_str())))?;
+    let value = kind.normalise(&value).ok_or_else(|| {
+        ApiError::bad_request(format!("{value:?} is not a valid {}", kind.as_str()))
+    })?;
     if state.node.reader().intel(kind, &value)?.is_none() {
         return Err(ApiError::not_found(format!("{} {value:?}", kind.as_str())));
     }

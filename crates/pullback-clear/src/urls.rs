@@ -143,16 +143,16 @@ pub fn traits(found: &FoundUrl) -> Vec<UrlTrait> {
         Some(Host::Domain(host)) => host_traits(host, &mut out),
         None => {}
     }
-    if let (Some(shown), Some(host)) = (found.anchor_text.as_deref(), found.host.as_deref()) {
-        if let Some(shown_host) = shown_domain(shown) {
-            let shown_site = lexicon::registrable(&shown_host);
-            // A tracked redirect that names the shown site as its destination goes there.
-            let redirects_there = parsed
-                .query()
-                .is_some_and(|q| q.to_ascii_lowercase().contains(shown_site));
-            if shown_site != lexicon::registrable(host) && !redirects_there {
-                out.push(UrlTrait::DisplayMismatch { shown: shown_host });
-            }
+    if let (Some(shown), Some(host)) = (found.anchor_text.as_deref(), found.host.as_deref())
+        && let Some(shown_host) = shown_domain(shown)
+    {
+        let shown_site = lexicon::registrable(&shown_host);
+        // A tracked redirect that names the shown site as its destination goes there.
+        let redirects_there = parsed
+            .query()
+            .is_some_and(|q| q.to_ascii_lowercase().contains(shown_site));
+        if shown_site != lexicon::registrable(host) && !redirects_there {
+            out.push(UrlTrait::DisplayMismatch { shown: shown_host });
         }
     }
 
@@ -389,10 +389,10 @@ fn collect_html(body: &str, found: &mut Collector) {
             html::Token::Style(_) | html::Token::Script(_) => {}
             html::Token::Text(text) => {
                 let text = html::decode_entities(text);
-                if let Some((_, shown)) = anchor.as_mut() {
-                    if shown.len() < MAX_ANCHOR_CHARS * 4 {
-                        shown.push_str(&text);
-                    }
+                if let Some((_, shown)) = anchor.as_mut()
+                    && shown.len() < MAX_ANCHOR_CHARS * 4
+                {
+                    shown.push_str(&text);
                 }
                 scan_text(&text, |raw| {
                     found.add(raw, UrlSource::HtmlText, base.as_ref());

@@ -178,7 +178,7 @@ impl Evidence {
         let decisive = self.reasons.iter().any(|r| r.weight >= KNOWN_BAD);
 
         // Strongest first; among equals, the order of discovery.
-        self.reasons.sort_by(|a, b| b.weight.cmp(&a.weight));
+        self.reasons.sort_by_key(|r| std::cmp::Reverse(r.weight));
         self.reasons.truncate(MAX_REASONS);
 
         let disposition = if decisive || score >= MALICIOUS_SCORE {
@@ -646,10 +646,17 @@ fn content_evidence(facts: &MessageFacts, evidence: &mut Evidence) {
         .filter_map(|a| a.name.as_deref())
         .filter(|n| is_document(n))
         .collect();
-    if let Some(first) = documents.first() {
-        if content.body_chars < 160 {
-            evidence.add("content.attachment_only", 10, *first, format!("The message says almost nothing and leaves everything to the attachment \"{first}\"."));
-        }
+    if let Some(first) = documents.first()
+        && content.body_chars < 160
+    {
+        evidence.add(
+            "content.attachment_only",
+            10,
+            *first,
+            format!(
+                "The message says almost nothing and leaves everything to the attachment \"{first}\"."
+            ),
+        );
     }
     let asks = !hits[CREDENTIAL_LURE].is_empty() || paying;
     if lexicon::in_list(lexicon::registrable(sender_domain), lexicon::FREEMAIL)
@@ -818,12 +825,12 @@ fn read_html(body: &str, content: &mut Content, text: &mut String) {
                 }
             }
             html::Token::End { name } => {
-                if let Some((tag, depth)) = hidden.as_mut() {
-                    if *tag == name {
-                        *depth -= 1;
-                        if *depth == 0 {
-                            hidden = None;
-                        }
+                if let Some((tag, depth)) = hidden.as_mut()
+                    && *tag == name
+                {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        hidden = None;
                     }
                 }
                 if matches!(

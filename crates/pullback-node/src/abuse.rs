@@ -6,8 +6,8 @@
 //! the next leader takes it again and finds it a repeat (its key is a hash of the report's
 //! bytes); replies go out only for reports that were new.
 
-use crate::backends::Backends;
 use crate::Node;
+use crate::backends::Backends;
 use pullback_clear::facts::MessageFacts;
 use pullback_clear::verdict::{self, Disposition, Verdict};
 use pullback_domain::{
@@ -45,7 +45,12 @@ pub(crate) async fn poll(
     }
 }
 
-async fn cycle(node: &Node, backends: &Backends, name: &str, spec: &AbuseSpec) -> Result<(), String> {
+async fn cycle(
+    node: &Node,
+    backends: &Backends,
+    name: &str,
+    spec: &AbuseSpec,
+) -> Result<(), String> {
     let route = backends
         .route(&spec.mailbox)
         .ok_or_else(|| format!("no mailbox backend serves {}", spec.mailbox))?;
@@ -254,7 +259,11 @@ async fn reply_to_reporter(reply: &ReplySpec, analysed: &Analysed, found: &Found
     let from_address = pullback_domain::normalise_address(&reply.from).unwrap_or_default();
     let parent = analysed.report_message_id.as_deref();
     let texts = [
-        ("ack", &reply.acknowledgement_subject, &reply.acknowledgement_body),
+        (
+            "ack",
+            &reply.acknowledgement_subject,
+            &reply.acknowledgement_body,
+        ),
         ("verdict", &reply.verdict_subject, &reply.verdict_body),
     ];
     for (what, subject_template, body_template) in texts {
@@ -272,9 +281,13 @@ async fn reply_to_reporter(reply: &ReplySpec, analysed: &Analysed, found: &Found
             &fill(body_template),
             &message_id,
         );
-        if let Err(e) =
-            pullback_mailbox::smtp::send(&config, &from_address, &[reporter.clone()], &message)
-                .await
+        if let Err(e) = pullback_mailbox::smtp::send(
+            &config,
+            &from_address,
+            std::slice::from_ref(reporter),
+            &message,
+        )
+        .await
         {
             tracing::warn!(reporter, what, error = %e, "reply to the reporter failed");
         }

@@ -2,7 +2,8 @@
 //! match conditions. `pullback validate` runs [`Config::load`] and reports every problem.
 
 use pullback_domain::{
-    AbuseSpec, MatchCondition, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition, SourceKind,
+    AbuseSpec, MatchCondition, ScriptSecret, ScriptSpec, SecretDelivery, SourceDefinition,
+    SourceKind,
 };
 use serde::Deserialize;
 use std::collections::BTreeSet;
