@@ -206,4 +206,53 @@ exclude_recipients = ["{ABUSE}"]
     let (_, source) = admin.get("/api/v1/sources/abuse").await;
     assert_eq!(source["type"], "abuse_mailbox", "{source}");
     assert!(source["last_success"].is_string(), "{source}");
+
+    // The incident's threat description is what the analysis found.
+    let incident_id = alert["incident_id"].as_u64().expect("an incident");
+    let (_, incident) = admin
+        .get(&format!("/api/incidents/{incident_id}.json"))
+        .await;
+    let description = incident["description"].as_str().unwrap_or_default();
+    assert!(description.starts_with("malicious"), "{incident}");
+
+    // An analyst overrides the verdict: the analysis stays, the override is recorded.
+    let analyst = server.api(ANALYST_KEY);
+    let path = format!("/api/v1/alerts/{}/verdict", alert["id"]);
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::POST,
+            &path,
+            serde_json::json!({ "disposition": "harmless", "reason": "x" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("malicious, suspicious"),
+        "{body}"
+    );
+    let (status, body) = analyst
+        .send(
+            reqwest::Method::POST,
+            &path,
+            serde_json::json!({ "disposition": "Clean", "reason": "a test sent by the security team" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, overridden) = admin.get(&format!("/api/v1/alerts/{}", alert["id"])).await;
+    let analysis = &overridden["analysis"];
+    assert_eq!(analysis["override"]["disposition"], "clean", "{analysis}");
+    assert_eq!(analysis["override"]["by"], "analyst", "{analysis}");
+    assert_eq!(analysis["disposition"], "malicious", "the analysis is kept");
+    let (_, incident) = admin
+        .get(&format!("/api/incidents/{incident_id}.json"))
+        .await;
+    assert!(
+        incident["comments"]
+            .to_string()
+            .contains("overridden from malicious to clean"),
+        "{incident}"
+    );
 }

@@ -17,6 +17,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts).post(ingest_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/verdict", post(override_verdict))
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/incidents/{id}/restore", post(restore_incident))
         .route("/api/v1/jobs", get(list_jobs))
@@ -87,6 +88,36 @@ async fn get_alert(State(state): State<AppState>, Path(id): Path<u64>) -> ApiRes
     Ok(Json(alert.ok_or_else(|| {
         ApiError::not_found(format!("alert {id}"))
     })?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictOverride {
+    disposition: String,
+    reason: String,
+}
+
+/// An analyst's verdict on a reported message; the analysis stays, the override is recorded.
+async fn override_verdict(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+    Json(body): Json<VerdictOverride>,
+) -> ApiResult<Json<CommandResponse>> {
+    caller.require(Role::Analyst)?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason: say why the verdict is overridden",
+        ));
+    }
+    let command = Command::OverrideVerdict {
+        alert_id: id,
+        disposition: body.disposition.trim().to_ascii_lowercase(),
+        reason: body.reason.trim().to_owned(),
+        by: caller.name.clone(),
+        at: chrono::Utc::now(),
+    };
+    commit(&state, &caller, command).await.map(Json)
 }
 
 #[derive(Serialize)]

@@ -44,6 +44,15 @@ pub enum Command {
         kind: crate::IntelKind,
         value: String,
     },
+    /// An analyst's verdict on a reported message, recorded beside the analysis (which is
+    /// kept) and in the incident's comments.
+    OverrideVerdict {
+        alert_id: u64,
+        disposition: String,
+        reason: String,
+        by: String,
+        at: Timestamp,
+    },
     DeleteMatchCondition {
         name: String,
     },
@@ -131,6 +140,7 @@ impl Command {
             Command::DeleteSource { .. } => "delete_source",
             Command::PutIntel { .. } => "put_intel",
             Command::DeleteIntel { .. } => "delete_intel",
+            Command::OverrideVerdict { .. } => "override_verdict",
             Command::ClaimRecipients { .. } => "claim_recipients",
             Command::RecordOutcomes { .. } => "record_outcomes",
             Command::RequestRestore { .. } => "request_restore",

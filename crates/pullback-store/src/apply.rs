@@ -154,6 +154,13 @@ pub(crate) fn apply(
             tx.delete(Cf::State, key);
             Ok(CommandResponse::default())
         }
+        Command::OverrideVerdict {
+            alert_id,
+            disposition,
+            reason,
+            by,
+            at,
+        } => override_verdict(tx, *alert_id, disposition, reason, by, *at),
         Command::DeleteSource { name } => {
             if !tx.exists(Cf::State, &keys::source(name))? {
                 return Ok(CommandResponse::refused(format!(
@@ -379,6 +386,59 @@ fn ingest(
         )?;
     }
     Ok(response)
+}
+
+/// Records an analyst's verdict on a reported message beside the analysis, and says so in
+/// the incident's comments.
+fn override_verdict(
+    tx: &mut Tx<'_>,
+    alert_id: u64,
+    disposition: &str,
+    reason: &str,
+    by: &str,
+    at: Timestamp,
+) -> Result<CommandResponse, StoreError> {
+    const DISPOSITIONS: [&str; 4] = ["malicious", "suspicious", "bulk", "clean"];
+    if !DISPOSITIONS.contains(&disposition) {
+        return Ok(CommandResponse::refused(format!(
+            "disposition must be one of {}, not {disposition:?}",
+            DISPOSITIONS.join(", ")
+        )));
+    }
+    let Some(mut alert) = tx.get::<Alert>(Cf::State, &keys::alert(alert_id))? else {
+        return Ok(CommandResponse::refused(format!("no alert {alert_id}")));
+    };
+    let Some(serde_json::Value::Object(analysis)) = alert.body.analysis.as_mut() else {
+        return Ok(CommandResponse::refused(format!(
+            "alert {alert_id} carries no analysis to override"
+        )));
+    };
+    let previous = analysis
+        .get("override")
+        .and_then(|o| o.get("disposition"))
+        .or_else(|| analysis.get("disposition"))
+        .and_then(|d| d.as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    analysis.insert(
+        "override".into(),
+        serde_json::json!({ "disposition": disposition, "reason": reason, "by": by, "at": at }),
+    );
+    if let Some(incident_id) = alert.incident_id
+        && let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(incident_id))?
+    {
+        incident.comments.push(Comment {
+            at,
+            author: by.to_owned(),
+            text: format!(
+                "verdict of alert {alert_id} overridden from {previous} to {disposition}: {reason}"
+            ),
+        });
+        incident.updated_at = at;
+        tx.put(Cf::State, keys::incident(incident_id), &incident);
+    }
+    tx.put(Cf::State, keys::alert(alert_id), &alert);
+    Ok(CommandResponse::default())
 }
 
 /// Remembers the URLs, hosts and file hashes a threat feed condemned (an active threat
