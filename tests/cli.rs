@@ -79,3 +79,65 @@ fn demo_once_runs_the_whole_job_on_the_built_in_samples() {
         "{stderr}"
     );
 }
+
+/// Every message of the shared corpus, the parser-breaking fixtures included, gets a verdict
+/// from `pullback clear analyze` (or a reason why none was possible), with no failure.
+#[test]
+fn clear_analyze_reads_the_whole_mail_corpus() {
+    let mail = pullback_mailbox::testing::shared_data_dir().join("mail");
+    let mail = mail.to_str().unwrap();
+    let (ok, stdout, stderr) = pullback(&["clear", "analyze", "--json", mail]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let files = walk(std::path::Path::new(mail));
+    assert_eq!(lines.len(), files, "one verdict per file");
+    for line in &lines {
+        let disposition = line["verdict"]["disposition"].as_str().unwrap_or_default();
+        assert!(
+            ["malicious", "suspicious", "bulk", "clean"].contains(&disposition),
+            "{line}"
+        );
+    }
+    // The phishing folder is mostly judged malicious or suspicious.
+    let phish_flagged = lines
+        .iter()
+        .filter(|l| l["file"].as_str().unwrap_or_default().contains("/phish/"))
+        .filter(|l| {
+            matches!(
+                l["verdict"]["disposition"].as_str(),
+                Some("malicious" | "suspicious")
+            )
+        })
+        .count();
+    assert!(
+        phish_flagged >= 30,
+        "{phish_flagged} phishing messages flagged"
+    );
+
+    // A report analysed as a report: the phish inside it, not the reporter's note.
+    let (ok, stdout, stderr) = pullback(&["clear", "analyze", "--report", mail]);
+    assert!(!ok, "plain messages are not reports: {stdout}");
+    assert!(stderr.contains("no reported message found"), "{stderr}");
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            count += walk(&path);
+        } else {
+            count += 1;
+        }
+    }
+    count
+}

@@ -115,6 +115,7 @@ fn condition(name: &str) -> MatchCondition {
         threat_types: vec![],
         recipient_domains: vec![],
         exclude_recipients: vec![],
+        exclude_senders: vec![],
         responses: vec![Response::Incident],
         stop: false,
     }

@@ -48,6 +48,10 @@ pub struct MatchCondition {
     /// Recipients never acted on, such as phishing-simulation or security-team mailboxes.
     #[serde(default)]
     pub exclude_recipients: Vec<String>,
+    /// Senders (addresses, or `@domain`) whose mail this condition never acts on, such as a
+    /// phishing-simulation platform: the condition does not match their alerts.
+    #[serde(default)]
+    pub exclude_senders: Vec<String>,
     pub responses: Vec<Response>,
     /// Stop evaluating later conditions once this one matched.
     #[serde(default)]

@@ -72,10 +72,25 @@ fn matches(condition: &MatchCondition, source: &str, alert: &AlertDraft) -> bool
                 .iter()
                 .any(|t| eq_folded(t.kind.as_ref().map(|k| k.as_str()), k))
         })
+        && !excluded_sender(&condition.exclude_senders, alert.sender.as_deref())
         && any_or_empty(&condition.recipient_domains, |d| {
             let suffix = format!("@{}", d.trim().trim_start_matches('@').to_ascii_lowercase());
             alert.recipients.iter().any(|r| r.ends_with(&suffix))
         })
+}
+
+/// Whether the sender is an excluded address, or in an excluded `@domain`.
+fn excluded_sender(excluded: &[String], sender: Option<&str>) -> bool {
+    let Some(sender) = sender.map(str::to_ascii_lowercase) else {
+        return false;
+    };
+    excluded.iter().any(|e| {
+        let e = e.trim().to_ascii_lowercase();
+        match e.strip_prefix('@') {
+            Some(domain) => sender.ends_with(&format!("@{domain}")),
+            None => sender == e,
+        }
+    })
 }
 
 fn any_or_empty(values: &[String], pred: impl Fn(&str) -> bool) -> bool {
@@ -98,6 +113,21 @@ fn eq_folded(value: Option<&str>, configured: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluded_senders_are_never_matched() {
+        let excluded = [
+            "sim@phish-training.example".to_owned(),
+            "@simulator.example".to_owned(),
+        ];
+        assert!(excluded_sender(
+            &excluded,
+            Some("SIM@phish-training.example")
+        ));
+        assert!(excluded_sender(&excluded, Some("a@simulator.example")));
+        assert!(!excluded_sender(&excluded, Some("a@notsimulator.example")));
+        assert!(!excluded_sender(&excluded, None));
+    }
     use pullback_domain::{AlertKind, Threat, ThreatKind};
 
     fn alert(kind: AlertKind, classification: &str, status: &str) -> AlertDraft {

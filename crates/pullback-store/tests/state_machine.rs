@@ -95,6 +95,7 @@ fn quarantine_phish() -> Command {
             threat_types: vec![],
             recipient_domains: vec![],
             exclude_recipients: vec!["soc@x".into()],
+            exclude_senders: vec![],
             responses: vec![Response::Quarantine],
             stop: false,
         },
