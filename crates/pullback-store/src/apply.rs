@@ -424,9 +424,42 @@ fn override_verdict(
         "override".into(),
         serde_json::json!({ "disposition": disposition, "reason": reason, "by": by, "at": at }),
     );
-    if let Some(incident_id) = alert.incident_id
-        && let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(incident_id))?
-    {
+    // The analyst's disposition now decides what the match conditions do, as the analysis
+    // did: an override to malicious starts the quarantine the analysis withheld.
+    for threat in &mut alert.body.threats {
+        threat.classification = Some(disposition.to_owned());
+    }
+    let conditions = tx.conditions()?;
+    let decision = pullback_engine::evaluate(&conditions, &alert.source, &alert.body);
+    let mut response = CommandResponse::default();
+    let mut incident = match alert.incident_id {
+        Some(id) => tx.get::<Incident>(Cf::State, &keys::incident(id))?,
+        None if decision.open_incident => {
+            let (incident, created) = join_or_open(tx, &alert, at)?;
+            if created {
+                response.incidents.push(incident.id);
+            }
+            alert.incident_id = Some(incident.id);
+            Some(incident)
+        }
+        None => None,
+    };
+    for name in decision.matched.iter() {
+        if !alert.matched.contains(name) {
+            alert.matched.push(name.clone());
+        }
+    }
+    if let Some(incident) = incident.as_mut() {
+        let plan =
+            pullback_engine::plan_quarantine(&alert.body, &decision, |message, recipient| {
+                tx.exists(Cf::Index, &keys::planned(message.as_str(), recipient))
+                    .unwrap_or(false)
+            });
+        if let Some(plan) = plan {
+            let job_id = create_job(tx, incident, &alert, plan, at)?;
+            incident.job_ids.push(job_id);
+            response.jobs.push(job_id);
+        }
         incident.comments.push(Comment {
             at,
             author: by.to_owned(),
@@ -435,10 +468,10 @@ fn override_verdict(
             ),
         });
         incident.updated_at = at;
-        tx.put(Cf::State, keys::incident(incident_id), &incident);
+        tx.put(Cf::State, keys::incident(incident.id), &*incident);
     }
     tx.put(Cf::State, keys::alert(alert_id), &alert);
-    Ok(CommandResponse::default())
+    Ok(response)
 }
 
 /// Remembers the URLs, hosts and file hashes a threat feed condemned (an active threat

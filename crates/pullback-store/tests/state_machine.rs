@@ -434,3 +434,76 @@ async fn a_batch_applies_each_command_in_order_and_answers_each() {
     );
     assert_eq!(h.reader.alerts().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_override_to_malicious_starts_the_quarantine_the_analysis_withheld() {
+    let mut h = Harness::new();
+    let mut condition = match quarantine_phish() {
+        Command::PutMatchCondition { condition } => condition,
+        _ => unreachable!(),
+    };
+    condition.name = "reported-malicious".into();
+    condition.classifications = vec!["malicious".into()];
+    h.apply(Command::PutMatchCondition { condition }).await;
+    let mut report = draft("r1", "<p1@evil.zz>", &["a@x", "b@x", "soc@x"], "clean");
+    report.kind = AlertKind::AbuseReport;
+    report.analysis = Some(serde_json::json!({ "disposition": "clean", "score": 3 }));
+    let ingested = h.apply(ingest(vec![report])).await;
+    assert!(ingested.jobs.is_empty(), "a clean verdict pulls nothing");
+    let alert_id = ingested.alerts[0];
+
+    let refused = h
+        .apply(Command::OverrideVerdict {
+            alert_id,
+            disposition: "evil".into(),
+            reason: "x".into(),
+            by: "ana".into(),
+            at: Utc::now(),
+        })
+        .await;
+    assert!(refused.refused.unwrap().contains("malicious"));
+
+    let overridden = h
+        .apply(Command::OverrideVerdict {
+            alert_id,
+            disposition: "malicious".into(),
+            reason: "credential phish, the analysis missed the form".into(),
+            by: "ana".into(),
+            at: Utc::now(),
+        })
+        .await;
+    assert_eq!(overridden.jobs.len(), 1, "{overridden:?}");
+    let job = h.reader.job(overridden.jobs[0]).unwrap().unwrap();
+    let recipients: Vec<&str> = job.results.iter().map(|r| r.recipient.as_str()).collect();
+    assert_eq!(
+        recipients,
+        ["a@x", "b@x"],
+        "the excluded mailbox stays untouched"
+    );
+    let alert = h.reader.alert(alert_id).unwrap().unwrap();
+    let analysis = alert.body.analysis.unwrap();
+    assert_eq!(analysis["disposition"], "clean", "the analysis is kept");
+    assert_eq!(analysis["override"]["disposition"], "malicious");
+    let incident = h
+        .reader
+        .incident(alert.incident_id.unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(
+        incident.comments[0]
+            .text
+            .contains("from clean to malicious")
+    );
+
+    // Saying it again plans nothing twice.
+    let again = h
+        .apply(Command::OverrideVerdict {
+            alert_id,
+            disposition: "malicious".into(),
+            reason: "still".into(),
+            by: "ana".into(),
+            at: Utc::now(),
+        })
+        .await;
+    assert!(again.jobs.is_empty(), "{again:?}");
+}
