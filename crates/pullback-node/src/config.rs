@@ -118,6 +118,14 @@ pub struct NodeSection {
     /// clear.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// Memory RocksDB may hold, in MiB: two thirds for memtables, one third for the block
+    /// cache. The default keeps a node small; more ingests faster (docs/performance.md).
+    #[serde(default = "default_store_memory")]
+    pub store_memory_mb: usize,
+}
+
+fn default_store_memory() -> usize {
+    pullback_store::StoreMemory::default().megabytes
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -500,6 +508,9 @@ impl Config {
     /// Checks what serde cannot: uniqueness, references, and that secrets can be read.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        if !(3..=65_536).contains(&self.node.store_memory_mb) {
+            problems.push("node.store_memory_mb must be between 3 and 65536".into());
+        }
         if let Some(cluster) = &self.cluster {
             if cluster.raft_listen == self.node.listen {
                 problems.push("cluster.raft_listen must differ from node.listen".into());

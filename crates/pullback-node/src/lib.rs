@@ -145,7 +145,10 @@ impl Node {
         .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", data_dir.display()))?;
         let store_dir = config.node.store_dir();
         tracing::info!(node = id, store = %store_dir.display(), "opening the store");
-        let (log_store, state_machine, reader) = pullback_store::open(&store_dir)?;
+        let memory = pullback_store::StoreMemory {
+            megabytes: config.node.store_memory_mb,
+        };
+        let (log_store, state_machine, reader) = pullback_store::open_with(&store_dir, memory)?;
 
         let (network, identity, peers) = match &config.cluster {
             None => (network::Network::Alone, None, None),

@@ -82,10 +82,30 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Memory all memtables together may take before the largest is flushed.
-const MEMTABLE_BUDGET: usize = 8 << 20;
-/// Memory for cached blocks of table files, shared by all column families.
-const BLOCK_CACHE: usize = 4 << 20;
+/// How much memory RocksDB may hold: two thirds for memtables (the largest is flushed when
+/// they fill it), one third for the block cache shared by all column families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreMemory {
+    pub megabytes: usize,
+}
+
+impl Default for StoreMemory {
+    /// 12 MiB: what keeps a node within 64 MB of its idle size through a 5-million-alert
+    /// ingest (docs/performance.md). Larger budgets ingest faster.
+    fn default() -> StoreMemory {
+        StoreMemory { megabytes: 12 }
+    }
+}
+
+impl StoreMemory {
+    fn memtables(self) -> usize {
+        (self.megabytes.max(3) << 20) * 2 / 3
+    }
+
+    fn cache(self) -> usize {
+        (self.megabytes.max(3) << 20) / 3
+    }
+}
 
 /// A cheap handle on the shared database.
 #[derive(Clone)]
@@ -103,6 +123,10 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     pub fn open(dir: &Path) -> Result<Db, OpenError> {
+        Db::open_with(dir, StoreMemory::default())
+    }
+
+    pub fn open_with(dir: &Path, memory: StoreMemory) -> Result<Db, OpenError> {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
             path: dir.to_owned(),
             source,
@@ -112,8 +136,8 @@ impl Db {
         options.create_missing_column_families(true);
         // A fixed memory budget, whatever the ingest rate: without it each column family may
         // keep two 64 MiB memtables, and a burst of alerts grows the node by hundreds of MiB.
-        options.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE);
+        options.set_db_write_buffer_size(memory.memtables());
+        let cache = Cache::new_lru_cache(memory.cache());
         // A table file's index otherwise stays on the heap whole, so memory would grow with
         // the data. Partitioned, only a small top level is pinned and the partitions a lookup
         // needs come through the cache.
@@ -127,7 +151,7 @@ impl Db {
         table.set_pin_top_level_index_and_filter(true);
         let families = Cf::ALL.map(|cf| {
             let mut family = Options::default();
-            family.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+            family.set_write_buffer_size(memory.memtables() / 4);
             family.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), family)
         });

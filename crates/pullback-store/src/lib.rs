@@ -16,7 +16,7 @@ mod snapshot;
 mod state_machine;
 
 pub use apply::{ClusterCa, JoinToken};
-pub use db::{Db, OpenError, StoreError};
+pub use db::{Db, OpenError, StoreError, StoreMemory};
 pub use log_store::LogStore;
 pub use read::{IncidentFilter, Reader};
 pub use recovery::{Forgotten, RecoveryError, forget_group};
@@ -62,7 +62,15 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// Opens (or creates) the database under `dir` and returns the two halves openraft needs,
 /// plus a reader for queries.
 pub fn open(dir: &std::path::Path) -> Result<(LogStore, StateMachine, Reader), OpenError> {
-    let db = Db::open(dir)?;
+    open_with(dir, StoreMemory::default())
+}
+
+/// Like [`open`], with a memory budget for RocksDB.
+pub fn open_with(
+    dir: &std::path::Path,
+    memory: StoreMemory,
+) -> Result<(LogStore, StateMachine, Reader), OpenError> {
+    let db = Db::open_with(dir, memory)?;
     let state_machine = StateMachine::new(db.clone()).map_err(OpenError::State)?;
     Ok((LogStore::new(db.clone()), state_machine, Reader::new(db)))
 }
