@@ -256,3 +256,110 @@ exclude_recipients = ["{ABUSE}"]
         "{incident}"
     );
 }
+
+/// A report forwarded inline, as Outlook does: the original headers are gone.
+fn inline_report() -> Vec<u8> {
+    "From: Carol <carol@corp.test>\r\n\
+     To: abuse@corp.test\r\n\
+     Subject: FW: Your mailbox is almost full\r\n\
+     Message-ID: <report-3@corp.test>\r\n\
+     Content-Type: text/plain; charset=utf-8\r\n\r\n\
+     Is this real?\r\n\r\n\
+     -----Original Message-----\r\n\
+     From: IT Service Desk <helpdesk@mail.evil-login.example>\r\n\
+     Sent: Thursday, December 3, 2026 9:00 AM\r\n\
+     To: carol@corp.test\r\n\
+     Subject: Your mailbox is almost full\r\n\r\n\
+     Verify your password within 24 hours: https://portal.evil-login.example/owa/verify\r\n"
+        .as_bytes()
+        .to_vec()
+}
+
+/// A report carrying an Outlook `.msg` file (a real one from a parser's fixtures).
+fn msg_report() -> Vec<u8> {
+    use base64::Engine;
+    let msg =
+        std::fs::read(shared_data().join("mail/mime-edge/SpamScope_mail-parser/mail_outlook_1"))
+            .expect("the .msg fixture");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(msg);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "From: Dave <dave@corp.test>\r\n\
+         To: abuse@corp.test\r\n\
+         Subject: suspicious\r\n\
+         Message-ID: <report-4@corp.test>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b2\"\r\n\r\n\
+         --b2\r\n\
+         Content-Type: text/plain\r\n\r\n\
+         See attached.\r\n\
+         --b2\r\n\
+         Content-Type: application/vnd.ms-outlook; name=\"suspicious.msg\"\r\n\
+         Content-Disposition: attachment; filename=\"suspicious.msg\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n\
+         {}\r\n\
+         --b2--\r\n",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_forwards_and_outlook_files_are_analysed_too() {
+    let dovecot = Dovecot::start(&[ABUSE, CAROL, "dave@corp.test"]);
+    let (_tap, tap_address) = start_tap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
+    let node = NodeConfig {
+        dir: dir.path(),
+        listen,
+        tap: tap_address,
+        mailboxes: imap_mailbox(&dovecot, imap),
+        worker_concurrency: 2,
+        tls: None,
+    };
+    let extra = format!(
+        "[[sources]]\ntype = \"abuse_mailbox\"\nname = \"abuse\"\nmailbox = \"{ABUSE}\"\n\
+         interval_secs = 1\n"
+    );
+    let config = dir.path().join("pullback.toml");
+    std::fs::write(
+        &config,
+        node.text(1, &dir.path().join("node"), listen, &extra),
+    )
+    .unwrap();
+    let server = Server::start(&config, listen).await;
+    dovecot.deliver(ABUSE, "INBOX", &inline_report());
+    dovecot.deliver(ABUSE, "INBOX", &msg_report());
+    let filed = wait_for(Duration::from_secs(60), || async {
+        dovecot.messages(ABUSE, "Processed").len() == 2
+    })
+    .await;
+    assert!(filed, "{}", server.log_text());
+
+    let admin = server.api(ADMIN_KEY);
+    let (_, alerts) = admin.get("/api/v1/alerts").await;
+    let items = alerts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{alerts}");
+    let inline = items
+        .iter()
+        .find(|a| a["raw"]["found_as"] == "inline_forward")
+        .unwrap_or_else(|| panic!("no inline forward: {alerts}"));
+    assert!(
+        inline["notes"].to_string().contains("headers"),
+        "the alert says the headers were lost: {inline}"
+    );
+    assert_eq!(inline["subject"], "Your mailbox is almost full");
+    let reasons = inline["analysis"]["reasons"].to_string();
+    assert!(reasons.contains("evil-login.example"), "{reasons}");
+    let outlook = items
+        .iter()
+        .find(|a| a["raw"]["found_as"] == "outlook_msg")
+        .unwrap_or_else(|| panic!("no .msg report: {alerts}"));
+    assert!(outlook["analysis"]["disposition"].is_string(), "{outlook}");
+}
