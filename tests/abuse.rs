@@ -7,7 +7,6 @@ mod support;
 
 use pullback_mailbox::testing::Dovecot;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::time::Duration;
 use support::*;
 
@@ -73,18 +72,6 @@ async fn a_reported_phish_is_judged_pulled_from_every_mailbox_and_the_reporter_a
     for user in [ALICE, BOB, CAROL] {
         dovecot.deliver(user, "INBOX", &original);
     }
-    let (_tap, tap_address) = start_tap().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
-    let node = NodeConfig {
-        dir: dir.path(),
-        listen,
-        tap: tap_address,
-        mailboxes: imap_mailbox(&dovecot, imap),
-        worker_concurrency: 4,
-        tls: None,
-    };
     let extra = format!(
         r#"
 [[sources]]
@@ -103,13 +90,8 @@ exclude_recipients = ["{ABUSE}"]
 "#,
         lmtp = dovecot.lmtp_port()
     );
-    let config = dir.path().join("pullback.toml");
-    std::fs::write(
-        &config,
-        node.text(1, &dir.path().join("node"), listen, &extra),
-    )
-    .unwrap();
-    let server = Server::start(&config, listen).await;
+    let node = SoloNode::start(&dovecot, 4, |_| extra).await;
+    let server = &node.server;
     let admin = server.api(ADMIN_KEY);
 
     // The security team knows the phishing domain from a feed.
@@ -311,29 +293,12 @@ fn msg_report() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn inline_forwards_and_outlook_files_are_analysed_too() {
     let dovecot = Dovecot::start(&[ABUSE, CAROL, "dave@corp.test"]);
-    let (_tap, tap_address) = start_tap().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
-    let node = NodeConfig {
-        dir: dir.path(),
-        listen,
-        tap: tap_address,
-        mailboxes: imap_mailbox(&dovecot, imap),
-        worker_concurrency: 2,
-        tls: None,
-    };
     let extra = format!(
         "[[sources]]\ntype = \"abuse_mailbox\"\nname = \"abuse\"\nmailbox = \"{ABUSE}\"\n\
          interval_secs = 1\n"
     );
-    let config = dir.path().join("pullback.toml");
-    std::fs::write(
-        &config,
-        node.text(1, &dir.path().join("node"), listen, &extra),
-    )
-    .unwrap();
-    let server = Server::start(&config, listen).await;
+    let node = SoloNode::start(&dovecot, 2, |_| extra).await;
+    let server = &node.server;
     dovecot.deliver(ABUSE, "INBOX", &inline_report());
     dovecot.deliver(ABUSE, "INBOX", &msg_report());
     let filed = wait_for(Duration::from_secs(60), || async {

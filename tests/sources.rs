@@ -5,7 +5,6 @@ mod support;
 
 use pullback_mailbox::testing::Dovecot;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use support::*;
@@ -47,9 +46,7 @@ fn subjects(dovecot: &Dovecot, user: &str, folder: &str) -> Vec<String> {
 /// A node with one Dovecot backend, an idle TAP source, and `extra` configuration.
 struct Rig {
     dovecot: Dovecot,
-    server: Server,
-    _dir: tempfile::TempDir,
-    _tap: std::sync::Arc<pullback_tap::simulator::TapSimulator>,
+    node: SoloNode,
 }
 
 /// Starts Dovecot, delivers `mail` (user, message) to inboxes, then starts the node: a
@@ -63,44 +60,29 @@ async fn rig(
     for (user, message) in mail {
         dovecot.deliver(user, "INBOX", message);
     }
-    let (tap, tap_address) = start_tap().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let dovecot_address: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
-    let node = NodeConfig {
-        dir: dir.path(),
-        listen,
-        tap: tap_address,
-        mailboxes: imap_mailbox(&dovecot, dovecot_address),
-        worker_concurrency: 4,
-        tls: None,
-    };
-    let text = node.text(1, &dir.path().join("node"), listen, &extra(dir.path()));
-    let config = dir.path().join("pullback.toml");
-    std::fs::write(&config, text).unwrap();
-    let server = Server::start(&config, listen).await;
-    Rig {
-        dovecot,
-        server,
-        _dir: dir,
-        _tap: tap,
-    }
+    let node = SoloNode::start(&dovecot, 4, extra).await;
+    Rig { dovecot, node }
 }
 
 impl Rig {
     /// Waits until every quarantine job is done.
     async fn settle(&self) {
-        let admin = self.server.api(ADMIN_KEY);
+        let admin = self.node.server.api(ADMIN_KEY);
         let done = wait_for(Duration::from_secs(60), || async {
             let (_, queued) = admin.get("/api/v1/jobs?state=queued").await;
             queued["total"] == 0
         })
         .await;
-        assert!(done, "jobs did not finish:\n{}", self.server.log_text());
+        assert!(
+            done,
+            "jobs did not finish:\n{}",
+            self.node.server.log_text()
+        );
     }
 
     async fn source(&self, name: &str) -> Value {
         let (status, source) = self
+            .node
             .server
             .api(READER_KEY)
             .get(&format!("/api/v1/sources/{name}"))
@@ -111,6 +93,7 @@ impl Rig {
 
     async fn alert_count(&self) -> u64 {
         let (_, alerts) = self
+            .node
             .server
             .api(READER_KEY)
             .get("/api/v1/alerts?limit=1")
@@ -178,7 +161,7 @@ exclude_recipients = ["{DAVE}"]
     })
     .await;
     let dovecot = &rig.dovecot;
-    let base = rig.server.base.clone();
+    let base = rig.node.server.base.clone();
     let push = "/api/v1/sources/pps-export/push";
 
     // The gateway's export: a BOM, CRLF, columns in its own order plus one Pullback does not
@@ -288,13 +271,14 @@ exclude_recipients = ["{DAVE}"]
     assert_eq!(source["duplicates"], 4, "{source}");
     assert!(source.get("credential_sha256").is_none());
     let (_, rejected) = rig
+        .node
         .server
         .api(READER_KEY)
         .get("/api/v1/sources/pps-export/rejected")
         .await;
     assert_eq!(rejected["total"], 1, "{rejected}");
     // A disabled source takes nothing, pushed or uploaded; its credential survives the edit.
-    let admin = rig.server.api(ADMIN_KEY);
+    let admin = rig.node.server.api(ADMIN_KEY);
     let (status, body) = admin
         .send(
             reqwest::Method::PUT,
@@ -318,6 +302,7 @@ exclude_recipients = ["{DAVE}"]
     assert_eq!(rig.source("pps-export").await["has_credential"], true);
     // Nor can alerts be posted under its name through the generic route.
     let (status, body) = rig
+        .node
         .server
         .api(ANALYST_KEY)
         .send(
@@ -329,7 +314,7 @@ exclude_recipients = ["{DAVE}"]
     assert_eq!(status, 409, "{body}");
     assert_eq!(rig.alert_count().await, 5);
 
-    let log = rig.server.log_text();
+    let log = rig.node.server.log_text();
     assert!(
         !log.contains(EXPORT_CREDENTIAL),
         "the credential was logged"
@@ -389,7 +374,7 @@ responses = ["quarantine"]
         )
     })
     .await;
-    let base = rig.server.base.clone();
+    let base = rig.node.server.base.clone();
     let path = "/threat/json_event/events/soar";
     let send = |event: &Value, key: Option<&'static str>| {
         let body = serde_json::to_vec(event).unwrap();
@@ -457,6 +442,7 @@ responses = ["quarantine"]
     }
     // The Threat Response view shows the pushed events in their incident.
     let (status, incident) = rig
+        .node
         .server
         .api(READER_KEY)
         .get(&format!("/api/incidents/{}.json", one["incident_id"]))
@@ -528,13 +514,13 @@ responses = ["quarantine"]
     })
     .await;
 
-    let admin = rig.server.api(ADMIN_KEY);
+    let admin = rig.node.server.api(ADMIN_KEY);
     let ran_twice = wait_for(Duration::from_secs(30), || async {
         let (_, source) = admin.get("/api/v1/sources/imd").await;
         source["position"] == "2" && source["last_success"].is_string()
     })
     .await;
-    assert!(ran_twice, "{}", rig.server.log_text());
+    assert!(ran_twice, "{}", rig.node.server.log_text());
     rig.settle().await;
     assert_eq!(subjects(&rig.dovecot, ALICE, "Quarantine").len(), 1);
     assert_eq!(subjects(&rig.dovecot, BOB, "Quarantine").len(), 1);
@@ -555,11 +541,11 @@ responses = ["quarantine"]
         "{rejected}"
     );
     assert!(
-        rig.server.log_text().contains("polling from"),
+        rig.node.server.log_text().contains("polling from"),
         "stderr reaches the log"
     );
     assert!(
-        !rig.server.log_text().contains("imd-token-1"),
+        !rig.node.server.log_text().contains("imd-token-1"),
         "the secret was logged"
     );
 
@@ -585,13 +571,14 @@ responses = ["quarantine"]
             .is_some_and(|e| e.contains("exit status: 7"))
     })
     .await;
-    assert!(failed, "{}", rig.server.log_text());
+    assert!(failed, "{}", rig.node.server.log_text());
     assert_eq!(
         rig.alert_count().await,
         3,
         "what it printed before failing is kept"
     );
     let (status, _) = rig
+        .node
         .server
         .api(ANALYST_KEY)
         .send(

@@ -425,3 +425,45 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     assert!(status.success(), "openssl could not make a certificate");
     (cert, key)
 }
+
+/// A node running alone with one Dovecot backend, an idle TAP source, and `extra`
+/// configuration (given the test's folder, for scripts it writes there).
+pub struct SoloNode {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    _tap: Arc<TapSimulator>,
+}
+
+impl SoloNode {
+    pub async fn start(
+        dovecot: &pullback_mailbox::testing::Dovecot,
+        workers: usize,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> SoloNode {
+        let (tap, tap_address) = start_tap().await;
+        let dir = tempfile::tempdir().expect("a test folder");
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("an address");
+        let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port())
+            .parse()
+            .expect("an address");
+        let node = NodeConfig {
+            dir: dir.path(),
+            listen,
+            tap: tap_address,
+            mailboxes: imap_mailbox(dovecot, imap),
+            worker_concurrency: workers,
+            tls: None,
+        };
+        let text = node.text(1, &dir.path().join("node"), listen, &extra(dir.path()));
+        let config = dir.path().join("pullback.toml");
+        std::fs::write(&config, text).expect("write config");
+        let server = Server::start(&config, listen).await;
+        SoloNode {
+            server,
+            dir,
+            _tap: tap,
+        }
+    }
+}
