@@ -72,6 +72,15 @@ async fn a_reported_phish_is_judged_pulled_from_every_mailbox_and_the_reporter_a
     for user in [ALICE, BOB, CAROL] {
         dovecot.deliver(user, "INBOX", &original);
     }
+    // The same phish sent again under another Message-ID, and a different message from the
+    // same sender: the first goes with the reported one, the second stays.
+    let text = String::from_utf8(original.clone()).unwrap();
+    let resent = text.replace("quota-7731@", "quota-9902@");
+    let other = resent
+        .replace("quota-9902@", "newsletter-1@")
+        .replace("Your mailbox is almost full", "December newsletter");
+    dovecot.deliver(BOB, "INBOX", resent.as_bytes());
+    dovecot.deliver(BOB, "INBOX", other.as_bytes());
     let extra = format!(
         r#"
 [[sources]]
@@ -127,12 +136,23 @@ exclude_recipients = ["{ABUSE}"]
         server.log_text()
     );
     let pulled = wait_for(Duration::from_secs(60), || async {
-        [ALICE, BOB, CAROL]
+        [ALICE, CAROL]
             .iter()
             .all(|user| dovecot.messages(user, "Quarantine").len() == 1)
+            && dovecot.messages(BOB, "Quarantine").len() == 2
     })
     .await;
     assert!(pulled, "not every copy was pulled:\n{}", server.log_text());
+    let bob_inbox: Vec<String> = dovecot
+        .messages(BOB, "INBOX")
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(
+        bob_inbox,
+        ["December newsletter"],
+        "only the resent phish went along"
+    );
     assert!(dovecot.messages(ABUSE, "INBOX").is_empty());
 
     // The alert carries the analysis, whose reasons name what decided it.

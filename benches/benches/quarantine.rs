@@ -72,7 +72,7 @@ impl Message {
             .context("the message has no Message-ID")?;
         let fingerprint = MessageFingerprint {
             subject: self.subject.clone(),
-            sender: None,
+            ..MessageFingerprint::default()
         };
         Ok(MessageTarget::new(message_id, fingerprint))
     }

@@ -19,7 +19,7 @@ pub use match_condition::{MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{
     JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,
-    RecipientStatus,
+    RecipientStatus, TimeWindow,
 };
 pub use source::{
     AbuseSpec, Checkpoint, IntelEntry, IntelKind, RejectedEvent, ReplySpec, ScriptSecret,

@@ -108,6 +108,18 @@ pub struct MessageFingerprint {
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
+    /// Also act on copies with another Message-ID that have the same sender and subject and
+    /// arrived in this window (a reported phish is often sent again under new ids). Only
+    /// used when both `subject` and `sender` are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar_within: Option<TimeWindow>,
+}
+
+/// From `since` to `until`, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeWindow {
+    pub since: Timestamp,
+    pub until: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Planning quarantines: which recipients of which message to act on.
 
 use crate::Decision;
-use pullback_domain::{AlertDraft, AlertKind, MessageFingerprint, MessageId};
+use pullback_domain::{AlertDraft, AlertKind, MessageFingerprint, MessageId, TimeWindow};
 
 /// A quarantine the state machine should record as a job.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,13 +57,33 @@ pub fn plan_quarantine(
     }
     Some(JobPlan {
         message_id: alert.message_id.clone(),
-        fingerprint: MessageFingerprint {
-            subject: alert.subject.clone().filter(|s| !s.trim().is_empty()),
-            sender: None,
-        },
+        fingerprint: fingerprint_of(alert),
         dry_run: decision.dry_run,
         recipients,
     })
+}
+
+/// What besides the Message-ID identifies the message. A reported message also names its
+/// sender, and copies sent again under other ids within a day of it are pulled too.
+fn fingerprint_of(alert: &AlertDraft) -> MessageFingerprint {
+    let subject = alert.subject.clone().filter(|s| !s.trim().is_empty());
+    if alert.kind != AlertKind::AbuseReport {
+        return MessageFingerprint {
+            subject,
+            ..MessageFingerprint::default()
+        };
+    }
+    let sender = alert.sender.clone().filter(|s| s.contains('@'));
+    let day = chrono::TimeDelta::days(1);
+    let similar_within = (subject.is_some() && sender.is_some()).then(|| TimeWindow {
+        since: alert.time - day,
+        until: alert.time + day,
+    });
+    MessageFingerprint {
+        subject,
+        sender,
+        similar_within,
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +151,24 @@ mod tests {
                 .unwrap()
                 .contains("no Message-ID")
         );
+    }
+
+    #[test]
+    fn a_reported_message_is_also_looked_for_under_other_ids_around_its_time() {
+        let mut reported = alert(AlertKind::AbuseReport, Some("<m@x>"), &["a@x"]);
+        let fingerprint = fingerprint_of(&reported);
+        let window = fingerprint.similar_within.expect("a window");
+        assert!(window.since < reported.time && reported.time < window.until);
+        assert_eq!(fingerprint.sender.as_deref(), Some("bad@evil.zz"));
+        reported.subject = None;
+        assert_eq!(
+            fingerprint_of(&reported).similar_within,
+            None,
+            "needs a subject"
+        );
+        let delivered = alert(AlertKind::MessageDelivered, Some("<m@x>"), &["a@x"]);
+        let fingerprint = fingerprint_of(&delivered);
+        assert_eq!(fingerprint.similar_within, None);
+        assert_eq!(fingerprint.sender, None);
     }
 }

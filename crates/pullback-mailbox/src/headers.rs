@@ -254,6 +254,7 @@ mod tests {
         MessageFingerprint {
             subject: subject.map(str::to_owned),
             sender: sender.map(str::to_owned),
+            ..MessageFingerprint::default()
         }
     }
 

@@ -202,7 +202,12 @@ fn draft(node: &Node, analysed: &Analysed, found: &Found, raw: serde_json::Value
     AlertDraft {
         kind: AlertKind::AbuseReport,
         dedup_key: analysed.key.clone(),
-        time: chrono::Utc::now(),
+        // When the message says when it was sent; copies sent again are looked for around it.
+        time: headers
+            .date
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
+            .map_or_else(chrono::Utc::now, |d| d.to_utc()),
         message_id,
         subject: headers.subject.clone(),
         sender: headers.from.as_ref().and_then(|m| m.address.clone()),

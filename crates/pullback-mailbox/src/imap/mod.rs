@@ -444,7 +444,65 @@ impl Session<'_> {
                 found.different += 1;
             }
         }
+        for m in self.search_similar(target).await? {
+            if !found.uids.contains(&m.uid) && m.headers.matches(&target.fingerprint) {
+                found.uids.push(m.uid);
+                found.read |= m.seen;
+            }
+        }
         Ok(found)
+    }
+
+    /// Copies with another Message-ID but the same sender and subject, received in the
+    /// fingerprint's window; nothing when the fingerprint asks for none. The server's search
+    /// is by substring, so the caller checks each header exactly.
+    async fn search_similar(&mut self, target: &MessageTarget) -> Result<Vec<Fetched>, String> {
+        let fingerprint = &target.fingerprint;
+        let (Some(window), Some(subject), Some(sender)) = (
+            fingerprint.similar_within,
+            fingerprint.subject.as_deref(),
+            fingerprint.sender.as_deref(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        // SINCE and BEFORE compare dates only; BEFORE excludes its day.
+        let since = window.since.format("%d-%b-%Y").to_string();
+        let before = (window.until + chrono::TimeDelta::days(1))
+            .format("%d-%b-%Y")
+            .to_string();
+        let search = [
+            Arg::Raw("UID SEARCH FROM"),
+            Arg::Str(sender),
+            Arg::Raw("SUBJECT"),
+            Arg::Str(subject),
+            Arg::Raw("SINCE"),
+            Arg::Raw(&since),
+            Arg::Raw("BEFORE"),
+            Arg::Raw(&before),
+        ];
+        let reply = self.command(&search, "searching similar copies").await?;
+        if !reply.is_ok() {
+            // A server that cannot search so is not an error: the Message-ID search stands.
+            tracing::debug!(mailbox = %self.mailbox, status = %reply.status, "no search for similar copies");
+            return Ok(Vec::new());
+        }
+        let uids: Vec<u32> = reply
+            .data
+            .iter()
+            .filter(|d| {
+                d.first()
+                    .and_then(Value::as_atom)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
+            })
+            .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
+            .take(1_000)
+            .collect();
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = uid_set(&uids);
+        self.fetch(&[Arg::Raw("UID FETCH"), Arg::Raw(&set), Arg::Raw(FETCH_ITEMS)])
+            .await
     }
 
     /// Compares the newest messages of the selected folder here, for servers whose header

@@ -43,6 +43,7 @@ pub fn target(id: &str, subject: Option<&str>, sender: Option<&str>) -> MessageT
     let fingerprint = MessageFingerprint {
         subject: subject.map(str::to_owned),
         sender: sender.map(str::to_owned),
+        ..MessageFingerprint::default()
     };
     MessageTarget::new(
         MessageId::parse(id).expect("a usable Message-ID"),
