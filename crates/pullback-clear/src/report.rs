@@ -39,6 +39,8 @@ pub struct Report {
     pub reporter: Option<Mailbox>,
     /// The report's own subject, decoded.
     pub report_subject: Option<String>,
+    /// The report's own Message-ID, without brackets: what a reply to the reporter refers to.
+    pub report_message_id: Option<String>,
     /// The original message, read.
     pub original: Option<MessageFacts>,
     /// The original's bytes, for analysing again and for storage: the RFC 5322 message for
@@ -77,6 +79,7 @@ pub fn read_report(bytes: &[u8]) -> Report {
     let mut report = Report {
         reporter: None,
         report_subject: None,
+        report_message_id: None,
         original: None,
         original_bytes: None,
         found_as: FoundAs::NotFound,
@@ -101,6 +104,7 @@ pub fn read_report(bytes: &[u8]) -> Report {
     let headers = message::headers_of(&parsed);
     report.reporter = headers.from;
     report.report_subject = headers.subject;
+    report.report_message_id = headers.message_id;
 
     let mut search = Search::default();
     for (id, part) in parsed.parts.iter().enumerate().take(MAX_PARTS) {

@@ -28,6 +28,7 @@ pub(crate) async fn poll(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let started = chrono::Utc::now();
         let error = match cycle(&node, &backends, &name, &spec).await {
             Ok(()) => None,
             Err(e) => {
@@ -37,7 +38,7 @@ pub(crate) async fn poll(
             }
         };
         node.metrics.source_calls.with_label_values(&[&name]).inc();
-        record_cycle(&node, &name, error).await;
+        crate::scripts::record_run(&node, &name, started, error).await;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(spec.interval_secs)) => {}
             _ = stop.changed() => return,
@@ -93,7 +94,6 @@ fn analyse_report(node: &Node, bytes: &[u8]) -> Analysed {
     let report = pullback_clear::report::read_report(bytes);
     let key = format!("report:{}", hex::encode(Sha256::digest(bytes)));
     let reporter = report.reporter.as_ref().and_then(|m| m.address.clone());
-    let report_facts = pullback_clear::message::read(bytes);
     let found = report.original.map(|original| {
         let verdict = verdict::analyse(&original, &node.intelligence());
         Found {
@@ -109,7 +109,7 @@ fn analyse_report(node: &Node, bytes: &[u8]) -> Analysed {
         key,
         reporter,
         report_subject: report.report_subject,
-        report_message_id: report_facts.headers.message_id,
+        report_message_id: report.report_message_id,
         found,
         problems: report.problems,
     }
@@ -296,32 +296,6 @@ async fn reply_to_reporter(reply: &ReplySpec, analysed: &Analysed, found: &Found
         {
             tracing::warn!(reporter, what, error = %e, "reply to the reporter failed");
         }
-    }
-}
-
-/// Stores when the cycle ran and how it ended.
-async fn record_cycle(node: &Node, name: &str, error: Option<String>) {
-    let mut checkpoint = node
-        .reader
-        .checkpoint(name)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let now = chrono::Utc::now();
-    checkpoint.last_run = Some(now);
-    match error {
-        None => {
-            checkpoint.last_success = Some(now);
-            checkpoint.last_error = None;
-        }
-        Some(e) => checkpoint.last_error = Some(e),
-    }
-    let command = Command::SaveCheckpoint {
-        source: name.to_owned(),
-        checkpoint,
-    };
-    if let Err(e) = node.propose_local(command).await {
-        tracing::warn!(source = %name, error = %e, "cannot record the abuse mailbox cycle");
     }
 }
 

@@ -156,8 +156,9 @@ async fn poll(node: Arc<Node>, name: String, spec: ScriptSpec, mut stop: watch::
     }
 }
 
-/// Stores when the run started and how it ended, keeping the position its batches stored.
-async fn record_run(
+/// Stores when a source's run (a script run, an abuse-mailbox cycle) started and how it
+/// ended, keeping the position its batches stored.
+pub(crate) async fn record_run(
     node: &Node,
     name: &str,
     started: pullback_domain::Timestamp,
@@ -183,7 +184,7 @@ async fn record_run(
         checkpoint,
     };
     if let Err(e) = node.propose_local(command).await {
-        tracing::warn!(source = %name, error = %e, "cannot record the script run");
+        tracing::warn!(source = %name, error = %e, "cannot record the source's run");
     }
 }
 

@@ -15,7 +15,7 @@ const PHISH: &str = "From: \"IT Helpdesk\" <helpdesk@evil.example>\r\n\
 fn report_with_part(part: &str) -> Vec<u8> {
     format!(
         "From: Reporter <Reporter@Corp.example>\r\nTo: abuse@corp.example\r\nSubject: FW: suspicious\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"r\"\r\n\r\n\
+         Message-ID: <report-7@corp.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"r\"\r\n\r\n\
          --r\r\nContent-Type: text/plain\r\n\r\nPlease check this one.\r\n\
          --r\r\n{part}\r\n--r--\r\n"
     )
@@ -42,6 +42,10 @@ fn an_attached_message_is_the_original() {
         Some("reporter@corp.example")
     );
     assert_eq!(report.report_subject.as_deref(), Some("FW: suspicious"));
+    assert_eq!(
+        report.report_message_id.as_deref(),
+        Some("report-7@corp.example")
+    );
     let original = report.original.as_ref().unwrap();
     assert_phish_headers(original);
     assert_eq!(

@@ -486,17 +486,7 @@ impl Session<'_> {
             tracing::debug!(mailbox = %self.mailbox, status = %reply.status, "no search for similar copies");
             return Ok(Vec::new());
         }
-        let uids: Vec<u32> = reply
-            .data
-            .iter()
-            .filter(|d| {
-                d.first()
-                    .and_then(Value::as_atom)
-                    .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
-            })
-            .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
-            .take(1_000)
-            .collect();
+        let uids: Vec<u32> = searched_uids(&reply).take(1_000).collect();
         if uids.is_empty() {
             return Ok(Vec::new());
         }
@@ -543,16 +533,7 @@ impl Session<'_> {
             tracing::debug!(mailbox = self.mailbox, %status, "header search refused");
             return Ok(Vec::new());
         }
-        let uids: Vec<u32> = reply
-            .data
-            .iter()
-            .filter(|d| {
-                d.first()
-                    .and_then(Value::as_atom)
-                    .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
-            })
-            .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
-            .collect();
+        let uids: Vec<u32> = searched_uids(&reply).collect();
         if uids.is_empty() {
             return Ok(Vec::new());
         }
@@ -588,16 +569,7 @@ impl Session<'_> {
         if !reply.is_ok() {
             return Err(self.refused("listing messages", &reply.status));
         }
-        let mut uids: Vec<u32> = reply
-            .data
-            .iter()
-            .filter(|d| {
-                d.first()
-                    .and_then(Value::as_atom)
-                    .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
-            })
-            .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
-            .collect();
+        let mut uids: Vec<u32> = searched_uids(&reply).collect();
         uids.sort_unstable();
         uids.truncate(limit);
         let mut messages = Vec::with_capacity(uids.len());
@@ -831,6 +803,19 @@ fn whole_message(data: &[Value], uid: u32) -> Option<Vec<u8>> {
         }
     }
     (found_uid == Some(uid)).then_some(body).flatten()
+}
+
+/// The UIDs of the `* SEARCH` responses in a reply.
+fn searched_uids(reply: &Reply) -> impl Iterator<Item = u32> + '_ {
+    reply
+        .data
+        .iter()
+        .filter(|d| {
+            d.first()
+                .and_then(Value::as_atom)
+                .is_some_and(|w| w.eq_ignore_ascii_case("SEARCH"))
+        })
+        .flat_map(|d| d[1..].iter().filter_map(Value::as_number))
 }
 
 fn capabilities_of_code(status: &Status) -> HashSet<String> {
