@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need (a C toolchain for RocksDB, Dovecot) and runs the whole suite.
+# Installs what the tests need (a C toolchain for RocksDB, Dovecot, Chromium for the UI test)
+# and runs the whole suite.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd python3
+need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd python3 chromium chromium-driver
 if [ -z "${PULLBACK_SHARED_DATA:-}" ]; then
     echo "the shared test data is missing: set PULLBACK_SHARED_DATA to the shared/data folder" >&2
     exit 1

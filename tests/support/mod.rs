@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod fault_proxy;
 pub mod history;
+pub mod webdriver;
 
 use chrono::{TimeDelta, Utc};
 use pullback_domain::{AlertKind, Timestamp};

@@ -1,0 +1,375 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver against the
+//! `pullback` binary, a real Dovecot and the TAP-compatible server. An analyst signs in,
+//! restores one recipient's message from the incident page and sees its state change, and
+//! searches by a threat URL; a read-only user is offered no restore and the API refuses one.
+//!
+//! With `PULLBACK_SCREENSHOTS=1` the test also saves the pictures in `docs/screenshots`.
+
+mod support;
+
+use pullback_domain::AlertKind;
+use pullback_mailbox::testing::Dovecot;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::webdriver::Browser;
+use support::*;
+
+const ALICE: &str = "alice@corp.test";
+const BOB: &str = "bob@corp.test";
+const CAROL: &str = "carol@corp.test";
+const ANALYST: &str = "ana";
+const ANALYST_PASSWORD: &str = "analyst-password-4821";
+const READER: &str = "rita";
+const READER_PASSWORD: &str = "reader-password-9377";
+/// The dashboard link TAP gives the URL threat of the message to alice and bob.
+const THREAT_URL: &str =
+    "https://threatinsight.proofpoint.com/#/73aa0499-dfc8/threat/u/ui-test-love-letter";
+const THREAT_HOST: &str = "login.love-letter.zz";
+
+/// The folder the screenshots go to, when they are wanted.
+fn screenshots() -> Option<PathBuf> {
+    (std::env::var("PULLBACK_SCREENSHOTS").as_deref() == Ok("1"))
+        .then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots"))
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    if let Some(folder) = screenshots() {
+        browser
+            .screenshot(&folder.join(format!("{name}.png")))
+            .await;
+    }
+}
+
+/// The delivered-message event for `message`, whose URL threat points at [`THREAT_HOST`]
+/// and has its own dashboard link, so a search by that link finds this message alone.
+fn love_letter_event(message: &[u8]) -> Value {
+    let mut event = delivered_event("ev-ui-love", message, &[ALICE, BOB], "active");
+    let threats = event["threatsInfoMap"].as_array_mut().expect("threats");
+    let url = threats
+        .iter_mut()
+        .find(|t| t["threatType"] == "URL")
+        .expect("the sample has a URL threat");
+    url["threat"] = json!(format!("https://{THREAT_HOST}/verify?id=2291"));
+    url["threatUrl"] = json!(THREAT_URL);
+    url["classification"] = json!("PHISH");
+    event
+}
+
+/// Signs in through the sign-in form and waits for the signed-in page.
+async fn sign_in(browser: &Browser, base: &str, user: &str, password: &str) {
+    browser.goto(&format!("{base}/ui#/dashboard")).await;
+    let name = browser.wait_for_element("#signin-username").await;
+    browser.send_keys(&name, user).await;
+    let field = browser.wait_for_element("#signin-password").await;
+    browser.send_keys(&field, password).await;
+    let submit = browser.wait_for_element("#signin-submit").await;
+    browser.click(&submit).await;
+    browser
+        .wait_until(&format!("{user} to be signed in"), async || {
+            let shown = browser.find("#session-user").await?;
+            (browser.text(&shown).await == user).then_some(())
+        })
+        .await;
+}
+
+/// The state a quarantine result of `recipient` shows on the incident page.
+async fn quarantine_state(browser: &Browser, recipient: &str) -> Option<String> {
+    let css = format!(
+        "[data-test=quarantine-row][data-action=quarantine][data-recipient=\"{recipient}\"]"
+    );
+    let row = browser.find(&css).await?;
+    browser.attribute(&row, "data-state").await
+}
+
+/// The texts of the search result table's column headers.
+async fn result_headers(browser: &Browser) -> Vec<String> {
+    let mut headers = Vec::new();
+    for th in browser.find_all("#search-results thead th").await {
+        headers.push(browser.text(&th).await);
+    }
+    headers
+}
+
+/// The texts of the search results' cells marked `test`.
+async fn result_cells(browser: &Browser, test: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    for td in browser
+        .find_all(&format!("#search-results td[data-test={test}]"))
+        .await
+    {
+        cells.push(browser.text(&td).await);
+    }
+    cells
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore() {
+    // Mail in the inboxes, and TAP's reports of it.
+    let dovecot = Dovecot::start(&[ALICE, BOB, CAROL]);
+    let love = shared_mail("phish/sample-3690.eml");
+    let diplomat = shared_mail("phish/sample-1006.eml");
+    dovecot.deliver(ALICE, "INBOX", &love);
+    dovecot.deliver(BOB, "INBOX", &love);
+    dovecot.deliver(CAROL, "INBOX", &diplomat);
+    let (tap, tap_address) = start_tap().await;
+    serve_event(&tap, AlertKind::MessageDelivered, love_letter_event(&love));
+    serve_event(
+        &tap,
+        AlertKind::MessageDelivered,
+        delivered_event("ev-ui-diplomat", &diplomat, &[CAROL], "active"),
+    );
+
+    let dir = tempfile::tempdir().expect("a test folder");
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
+    let config = NodeConfig {
+        dir: dir.path(),
+        listen,
+        tap: tap_address,
+        mailboxes: imap_mailbox(&dovecot, imap),
+        worker_concurrency: 2,
+        tls: None,
+    }
+    .write();
+    let started = chrono::Utc::now();
+    let server = Server::start(&config, listen).await;
+    let admin = server.api(ADMIN_KEY);
+    assert!(
+        admin.wait_until_idle(started).await,
+        "the quarantine did not finish:\n{}",
+        server.log_text()
+    );
+    assert_eq!(dovecot.messages(ALICE, "Quarantine").len(), 1);
+
+    // The incident of the love letter, and its quarantine job.
+    let love_id = pullback_mailbox::headers::MessageHeaders::parse(&love)
+        .message_id
+        .expect("a Message-ID")
+        .bracketed();
+    let (status, alerts) = admin
+        .get(&format!(
+            "/api/v1/alerts?message_id={}",
+            urlencode(&love_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{alerts}");
+    let incident = alerts["items"][0]["incident_id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the love letter has no incident: {alerts}"));
+    let (_, view) = admin.get(&format!("/api/v1/incidents/{incident}")).await;
+    let job = view["jobs"][0]["id"].as_u64().expect("a quarantine job");
+
+    // Two people, through the API with the administrator's key.
+    for (name, role, password) in [
+        (ANALYST, "analyst", ANALYST_PASSWORD),
+        (READER, "read_only", READER_PASSWORD),
+    ] {
+        let (status, answer) = admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/users/{name}"),
+                json!({ "role": role, "password": password }),
+            )
+            .await;
+        assert_eq!(status, 200, "creating {name}: {answer}");
+    }
+
+    let browser = Browser::start(1440, 900).await;
+    let base = server.base.clone();
+
+    // The analyst: the dashboard, then the incident list.
+    sign_in(&browser, &base, ANALYST, ANALYST_PASSWORD).await;
+    browser.wait_for_element("#chart-alerts svg").await;
+    screenshot(&browser, "dashboard").await;
+    let nav = browser.wait_for_element("[data-test=nav-incidents]").await;
+    browser.click(&nav).await;
+    let row = format!("[data-test=incident-row][data-id=\"{incident}\"]");
+    browser.wait_for_element(&row).await;
+    screenshot(&browser, "incident-list").await;
+    let open = browser
+        .wait_for_element(&format!("{row} [data-test=incident-link]"))
+        .await;
+    browser.click(&open).await;
+
+    // The incident: both copies quarantined; restore alice's.
+    browser.wait_for_element("#quarantine-table").await;
+    for recipient in [ALICE, BOB] {
+        browser
+            .wait_until(
+                &format!("{recipient}'s copy shown quarantined"),
+                async || {
+                    let state = quarantine_state(&browser, recipient).await?;
+                    (state == "quarantined").then_some(())
+                },
+            )
+            .await;
+    }
+    let restore = browser
+        .wait_for_element(&format!(
+            "[data-test=restore-recipient][data-recipient=\"{ALICE}\"]"
+        ))
+        .await;
+    browser.click(&restore).await;
+    let confirm = browser.wait_for_element("[data-test=confirm-yes]").await;
+    browser.click(&confirm).await;
+    browser
+        .wait_until("alice's copy shown restored", async || {
+            let state = quarantine_state(&browser, ALICE).await?;
+            (state == "restored").then_some(())
+        })
+        .await;
+    assert_eq!(
+        quarantine_state(&browser, BOB).await.as_deref(),
+        Some("quarantined"),
+        "bob's copy must stay in quarantine"
+    );
+    let back = wait_for(Duration::from_secs(10), || async {
+        dovecot.messages(ALICE, "INBOX").len() == 1
+    })
+    .await;
+    assert!(back, "alice's message is not back in her inbox");
+    assert_eq!(dovecot.messages(BOB, "Quarantine").len(), 1);
+    screenshot(&browser, "incident-overview").await;
+
+    // Search by the threat's dashboard link: the two columns that matter, in both views.
+    browser.goto(&format!("{base}/ui#/search")).await;
+    let field = browser.wait_for_element("#search-threat_url").await;
+    browser.send_keys(&field, THREAT_URL).await;
+    let submit = browser.wait_for_element("#search-submit").await;
+    browser.click(&submit).await;
+    browser
+        .wait_for_element("#search-results[data-view=basic] tbody tr")
+        .await;
+    let headers = result_headers(&browser).await;
+    for wanted in ["Threat Hostname", "Email Recipient"] {
+        assert!(
+            headers.iter().any(|h| h == wanted),
+            "no {wanted} column in {headers:?}"
+        );
+    }
+    let hosts = result_cells(&browser, "threat-hostname").await;
+    assert!(
+        !hosts.is_empty() && hosts.iter().all(|h| h.contains(THREAT_HOST)),
+        "threat hostnames: {hosts:?}"
+    );
+    let recipients = result_cells(&browser, "email-recipient").await.join(" ");
+    assert!(
+        recipients.contains(ALICE) && recipients.contains(BOB) && !recipients.contains(CAROL),
+        "email recipients: {recipients}"
+    );
+    let detailed = browser.wait_for_element("#view-detailed").await;
+    browser.click(&detailed).await;
+    browser
+        .wait_for_element("#search-results[data-view=detailed] tbody tr")
+        .await;
+    let headers = result_headers(&browser).await;
+    for wanted in [
+        "Threat Hostname",
+        "Email Recipient",
+        "Message-ID",
+        "Threat URL",
+    ] {
+        assert!(
+            headers.iter().any(|h| h == wanted),
+            "no {wanted} column in {headers:?}"
+        );
+    }
+    let links = result_cells(&browser, "threat-url").await;
+    assert!(
+        !links.is_empty() && links.iter().all(|l| l.starts_with("https://")),
+        "threat URLs: {links:?}"
+    );
+    let csv = browser.wait_for_element("#search-csv").await;
+    let href = browser.attribute(&csv, "href").await.unwrap_or_default();
+    assert!(
+        href.contains("format=csv") && href.contains("threat_url="),
+        "{href}"
+    );
+    screenshot(&browser, "search-detailed").await;
+
+    // A parameter the server refuses is named next to the form.
+    browser
+        .goto(&format!("{base}/ui#/search?after=yesterday-ish"))
+        .await;
+    let error = browser
+        .wait_until("the search error", async || {
+            let error = browser.find("#search-error").await?;
+            let text = browser.text(&error).await;
+            (!text.is_empty()).then_some(text)
+        })
+        .await;
+    assert!(
+        error.contains("after"),
+        "the error does not name the parameter: {error}"
+    );
+
+    // The read-only user sees the incident but is offered nothing to change it.
+    let sign_out = browser.wait_for_element("#signout").await;
+    browser.click(&sign_out).await;
+    browser.wait_for_element("#signin-form").await;
+    sign_in(&browser, &base, READER, READER_PASSWORD).await;
+    browser
+        .goto(&format!("{base}/ui#/incidents/{incident}"))
+        .await;
+    browser.wait_for_element("#quarantine-table").await;
+    browser
+        .wait_until("bob's copy shown quarantined to the reader", async || {
+            let state = quarantine_state(&browser, BOB).await?;
+            (state == "quarantined").then_some(())
+        })
+        .await;
+    for offered in [
+        "[data-test=restore-recipient]",
+        "#incident-restore",
+        "#incident-close",
+        "#comment-text",
+    ] {
+        assert!(
+            browser.find(offered).await.is_none(),
+            "a read-only user is offered {offered}:\n{}",
+            browser.page_text().await
+        );
+    }
+    assert!(browser.find("[data-test=nav-users]").await.is_none());
+
+    // And the API refuses the restore the page did not offer, CSRF token and all.
+    let status = browser
+        .execute(
+            "const [job, recipient] = arguments;
+             return (async () => {
+                 const session = await (await fetch('/api/v1/session')).json();
+                 const answer = await fetch(`/api/v1/jobs/${job}/restore`, {
+                     method: 'POST',
+                     headers: {'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token},
+                     body: JSON.stringify({recipients: [recipient]}),
+                 });
+                 return answer.status;
+             })();",
+            vec![json!(job), json!(BOB)],
+        )
+        .await;
+    assert_eq!(
+        status,
+        json!(403),
+        "a read-only user's restore was not refused"
+    );
+    assert_eq!(dovecot.messages(BOB, "Quarantine").len(), 1);
+
+    browser.quit().await;
+}
+
+/// Percent-encodes a query value.
+fn urlencode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
