@@ -159,6 +159,28 @@ async fn bad_queries_are_answered_with_what_was_wrong() {
             "state must be all or queued",
         ),
         ("/api/v1/alerts/77", 404, "alert 77 not found"),
+        (
+            "/api/v1/search?hash=12zz",
+            400,
+            "hash: \"12zz\" has 4 characters",
+        ),
+        ("/api/v1/search?url=ht!tp://x.example", 400, "url: "),
+        ("/api/v1/search?host=bad..example", 400, "host: "),
+        (
+            "/api/v1/search?after=tomorrow",
+            400,
+            "after: \"tomorrow\" is not a time",
+        ),
+        (
+            "/api/v1/search?colour=red",
+            400,
+            "colour: not a search parameter",
+        ),
+        ("/api/v1/search?view=wide", 400, "view: "),
+        ("/api/v1/search?limit=100000", 400, "limit: "),
+        ("/api/v1/search?cursor=x1", 400, "cursor: "),
+        ("/api/v1/incidents?state=pending", 400, "state: \"pending\""),
+        ("/api/v1/stats?days=0", 400, "days: "),
     ];
     for (path, expected, message) in cases {
         let (status, body) = api.get(path).await;
@@ -223,4 +245,192 @@ async fn the_api_can_be_served_over_tls_only() {
         .send()
         .await;
     assert!(untrusting.is_err());
+}
+
+/// Signs in and returns the session cookie (`name=value`) and the CSRF token.
+async fn sign_in(server: &Server, user: &str, password: &str) -> (u16, String, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/session", server.base))
+        .json(&json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let csrf = body["csrf_token"].as_str().unwrap_or_default().to_owned();
+    (status, cookie, csrf)
+}
+
+/// A request as a browser with a session cookie sends it.
+async fn as_browser(
+    server: &Server,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.base))
+        .header("Cookie", pair);
+    if let Some(token) = csrf {
+        request = request.header("X-CSRF-Token", token);
+    }
+    let response = request
+        .json(&json!({ "text": "looked at it" }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_sign_in_to_sessions_that_need_the_csrf_token_and_keep_their_role() {
+    let (server, _dir) = start().await;
+    let admin = server.api(ADMIN_KEY);
+    let password = "a long passphrase 42";
+    let (status, body) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/users/ann",
+            json!({ "role": "analyst", "password": "short" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("password:"),
+        "{body}"
+    );
+    for (name, role) in [("ann", "analyst"), ("rita", "read_only")] {
+        let user = json!({ "role": role, "password": password });
+        let (status, body) = admin
+            .send(Method::PUT, &format!("/api/v1/users/{name}"), user)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, users) = admin.get("/api/v1/users").await;
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "hashes are never shown: {users}"
+    );
+
+    // A wrong password and an unknown user get the same answer.
+    let (wrong, _, _) = sign_in(&server, "ann", "not the passphrase").await;
+    let (unknown, _, _) = sign_in(&server, "nobody", password).await;
+    assert_eq!((wrong, unknown), (401, 401));
+    let (status, cookie, csrf) = sign_in(&server, "ann", password).await;
+    assert_eq!(status, 200);
+    for attribute in ["pullback_session=", "HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing from {cookie}"
+        );
+    }
+    let (status, me) = as_browser(&server, Method::GET, "/api/v1/session", &cookie, None).await;
+    assert_eq!(
+        (status, me["user"].as_str(), me["role"].as_str()),
+        (200, Some("ann"), Some("analyst"))
+    );
+    let (status, _) = as_browser(
+        &server,
+        Method::GET,
+        "/api/v1/search?subject=hello",
+        &cookie,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A change without the CSRF token is refused; with it, it reaches the handler.
+    let comment = "/api/v1/incidents/1/comments";
+    let (status, body) = as_browser(&server, Method::POST, comment, &cookie, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("X-CSRF-Token"),
+        "{body}"
+    );
+    let (status, body) = as_browser(&server, Method::POST, comment, &cookie, Some("forged")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = as_browser(&server, Method::POST, comment, &cookie, Some(&csrf)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no incident 1"),
+        "{body}"
+    );
+
+    // A read-only user may look but not act.
+    let (_, rita_cookie, rita_csrf) = sign_in(&server, "rita", password).await;
+    let restore = "/api/v1/incidents/1/restore";
+    let (status, body) = as_browser(
+        &server,
+        Method::POST,
+        restore,
+        &rita_cookie,
+        Some(&rita_csrf),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("read_only"),
+        "{body}"
+    );
+    let (status, _) = as_browser(&server, Method::GET, "/api/v1/users", &rita_cookie, None).await;
+    assert_eq!(status, 403);
+
+    // Every change is in the audit log, with who made it and how it ended.
+    let (_, audit) = server.api(READER_KEY).get("/api/v1/audit").await;
+    let entries: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} | {} | {} | {}",
+                e["by"], e["action"], e["detail"], e["outcome"]
+            )
+            .replace('"', "")
+        })
+        .collect();
+    let expected = [
+        "user rita | sign_in | user rita | ok",
+        "user ann | comment_incident | incident 1 | refused: no incident 1",
+        "user ann | sign_in | user ann | ok",
+        "key admin | put_user | user rita as read_only | ok",
+        "key admin | put_user | user ann as analyst | ok",
+    ];
+    assert_eq!(entries, expected);
+
+    // Disabling a user ends their sessions at once.
+    let disable = json!({ "role": "read_only", "disabled": true });
+    let (status, _) = admin.send(Method::PUT, "/api/v1/users/rita", disable).await;
+    assert_eq!(status, 200);
+    let (status, _) = as_browser(&server, Method::GET, "/api/v1/session", &rita_cookie, None).await;
+    assert_eq!(status, 401);
+    // Signing out needs the token too, and ends the session.
+    let (status, _) = as_browser(
+        &server,
+        Method::DELETE,
+        "/api/v1/session",
+        &cookie,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = as_browser(&server, Method::GET, "/api/v1/search", &cookie, None).await;
+    assert_eq!(status, 401);
+
+    // Repeated failures for one name are slowed down.
+    for _ in 0..5 {
+        assert_eq!(sign_in(&server, "ann", "guess").await.0, 401);
+    }
+    assert_eq!(sign_in(&server, "ann", password).await.0, 429);
+    let log = server.log_text();
+    assert!(!log.contains(password), "a password reached the log");
 }

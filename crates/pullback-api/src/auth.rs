@@ -1,5 +1,8 @@
-//! API keys. A request carries its key in `Authorization`, bare (as Threat Response clients
-//! send it) or after `Bearer`. Keys are known only by their SHA-256.
+//! Who is calling. Programs present an API key in `Authorization`, bare (as Threat Response
+//! clients send it) or after `Bearer`; browsers present the session cookie they got at
+//! sign-in (see [`crate::users`]), and repeat their session's CSRF token in
+//! `X-CSRF-Token` on every request that changes something. Keys and cookies are known only
+//! by their SHA-256.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,11 +23,20 @@ pub struct ApiKey {
 /// Who is calling, once authenticated.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// The user's or the key's name.
     pub name: String,
     pub role: Role,
+    /// True for a signed-in user, false for an API key.
+    pub is_user: bool,
 }
 
 impl Caller {
+    /// How the audit log names the caller: `user alice` or `key ci-pipeline`.
+    pub fn audit_name(&self) -> String {
+        let kind = if self.is_user { "user" } else { "key" };
+        format!("{kind} {}", self.name)
+    }
+
     /// Refuses the call unless the caller's role is at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), ApiError> {
         if self.role >= needed {
@@ -33,8 +45,11 @@ impl Caller {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "key {:?} has role {:?}; this needs {:?}",
-                    self.name, self.role, needed
+                    "{} {:?} has the role {}; this needs {}",
+                    if self.is_user { "user" } else { "key" },
+                    self.name,
+                    self.role.as_str(),
+                    needed.as_str()
                 ),
             ))
         }
@@ -70,20 +85,29 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let key = presented_key(request.headers());
-    if key.is_empty() {
+    let caller = if !key.is_empty() {
+        let hash = hash_key(key);
+        let Some(known) = state.keys.iter().find(|k| same_hash(&k.sha256, &hash)) else {
+            tracing::warn!(path = %request.uri().path(), "request with an unknown API key");
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown API key"));
+        };
+        Caller {
+            name: known.name.clone(),
+            role: known.role,
+            is_user: false,
+        }
+    } else if let Some(token) = crate::users::session_cookie(request.headers()) {
+        let changes = !matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        crate::users::session_caller(&state, &token, request.headers(), changes).await?
+    } else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "an API key is required",
+            "sign in, or present an API key",
         ));
-    }
-    let hash = hash_key(key);
-    let Some(known) = state.keys.iter().find(|k| same_hash(&k.sha256, &hash)) else {
-        tracing::warn!(path = %request.uri().path(), "request with an unknown API key");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown API key"));
     };
-    request.extensions_mut().insert(Caller {
-        name: known.name.clone(),
-        role: known.role,
-    });
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }

@@ -1,19 +1,24 @@
 //! Pullback's HTTP surface, served by axum: health, metrics, the native API under `/api/v1`,
 //! and the Threat-Response-compatible endpoints under `/api/incidents`.
 //!
-//! Only this crate knows HTTP. Every route but the two health probes needs an API key; what
-//! a key may do depends on its role.
+//! Only this crate knows HTTP. Every data route needs an API key or a signed-in session;
+//! what either may do depends on its role (read-only, analyst, administrator). The web UI's
+//! files, sign-in and the health probes are public.
 
 mod auth;
 mod cluster;
 mod error;
 mod intel;
 mod native;
+mod search;
 mod sources;
 mod threat_response;
 pub mod tls;
+mod ui;
+mod users;
 
 pub use auth::{ApiKey, hash_key};
+pub use users::{SignInThrottle, hash_password};
 
 use axum::Router;
 use axum::extract::State;
@@ -28,6 +33,17 @@ use std::sync::Arc;
 pub struct AppState {
     pub node: Arc<Node>,
     pub keys: Arc<Vec<ApiKey>>,
+    pub sign_ins: Arc<SignInThrottle>,
+}
+
+impl AppState {
+    pub fn new(node: Arc<Node>, keys: Vec<ApiKey>) -> AppState {
+        AppState {
+            node,
+            keys: Arc::new(keys),
+            sign_ins: Arc::default(),
+        }
+    }
 }
 
 /// The whole router.
@@ -36,6 +52,8 @@ pub fn router(state: AppState) -> Router {
     // view (status, metrics, cluster) answers even without a majority, to help diagnose it.
     let consistent = Router::new()
         .merge(native::routes())
+        .merge(search::routes())
+        .merge(users::routes())
         .merge(sources::routes())
         .merge(intel::routes())
         .merge(threat_response::routes())
@@ -56,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .merge(cluster::public_routes())
+        .merge(users::public_routes())
+        .merge(ui::routes())
         // Pushes carry their source's credential, not an API key.
         .merge(sources::push_routes())
         .merge(protected)

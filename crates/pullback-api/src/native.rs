@@ -124,6 +124,8 @@ async fn override_verdict(
 struct IncidentView {
     #[serde(flatten)]
     incident: Incident,
+    /// What the analyses of its reported messages found (CLEAR), one summary each.
+    description: String,
     alerts: Vec<Alert>,
     jobs: Vec<QuarantineJob>,
 }
@@ -148,6 +150,7 @@ async fn get_incident(
     let jobs = jobs.collect::<Result<Vec<_>, _>>()?;
     Ok(Json(IncidentView {
         incident,
+        description: crate::search::description(&alerts),
         alerts,
         jobs,
     }))
@@ -356,6 +359,11 @@ pub(crate) async fn commit(
     command: Command,
 ) -> ApiResult<CommandResponse> {
     let name = command.name();
+    let command = Command::Audited {
+        by: caller.audit_name(),
+        at: chrono::Utc::now(),
+        command: Box::new(command),
+    };
     let response = state.node.propose(command).await?;
     if let Some(reason) = &response.refused {
         return Err(ApiError::new(

@@ -318,15 +318,10 @@ fn to_wire(reader: &Reader, incident: Incident, expand: bool) -> ApiResult<TrInc
         .first()
         .cloned()
         .unwrap_or_default();
-    // The threat description: what the analyses of reported messages found.
-    let description: Vec<&str> = alerts
-        .iter()
-        .filter_map(|a| a.body.analysis.as_ref()?.get("summary")?.as_str())
-        .collect();
     Ok(TrIncident {
         id: incident.id,
         summary: incident.title.clone(),
-        description: description.join("; "),
+        description: crate::search::description(&alerts),
         score: 0,
         state: match incident.state {
             IncidentState::Open => "Open",

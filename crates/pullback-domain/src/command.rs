@@ -108,6 +108,30 @@ pub enum Command {
         node_id: u64,
         at: Timestamp,
     },
+    /// Creates or replaces a local account.
+    PutUser {
+        user: crate::User,
+    },
+    /// Removes an account; its sessions end with it.
+    DeleteUser {
+        name: String,
+    },
+    /// A browser signed in; `token_sha256` is the hex SHA-256 of its cookie. Expired sessions
+    /// are removed at the same time.
+    StartSession {
+        token_sha256: String,
+        session: crate::Session,
+    },
+    EndSession {
+        token_sha256: String,
+    },
+    /// A change made by a person or an API key: applied like `command`, and written to the
+    /// audit log with who, when and how it ended.
+    Audited {
+        by: String,
+        at: Timestamp,
+        command: Box<Command>,
+    },
     /// Several commands in one log entry, applied in order; each gets its own response in
     /// [`CommandResponse::batch`] and a refusal of one does not undo the others. Concurrent
     /// proposals are grouped this way so that one disk sync commits many of them.
@@ -149,7 +173,81 @@ impl Command {
             Command::SetClusterCa { .. } => "set_cluster_ca",
             Command::CreateJoinToken { .. } => "create_join_token",
             Command::UseJoinToken { .. } => "use_join_token",
+            Command::PutUser { .. } => "put_user",
+            Command::DeleteUser { .. } => "delete_user",
+            Command::StartSession { .. } => "sign_in",
+            Command::EndSession { .. } => "sign_out",
+            Command::Audited { command, .. } => command.name(),
             Command::Batch { .. } => "batch",
+        }
+    }
+
+    /// What the command applies to, for the audit log. Never holds a secret: credentials,
+    /// keys, password hashes and session tokens are left out.
+    pub fn describe(&self) -> String {
+        let list = |items: &[String]| {
+            let shown: Vec<&str> = items.iter().take(5).map(String::as_str).collect();
+            match items.len() {
+                0..=5 => shown.join(", "),
+                n => format!("{} and {} more", shown.join(", "), n - 5),
+            }
+        };
+        match self {
+            Command::IngestAlerts {
+                source,
+                drafts,
+                rejected,
+                ..
+            } => format!(
+                "source {source}: {} alerts, {} rejected events",
+                drafts.len(),
+                rejected.len()
+            ),
+            Command::SaveCheckpoint { source, .. } => format!("source {source}"),
+            Command::PutMatchCondition { condition } => {
+                format!("match condition {}", condition.name)
+            }
+            Command::DeleteMatchCondition { name } => format!("match condition {name}"),
+            Command::PutSource { source } => format!("source {}", source.name),
+            Command::DeleteSource { name } => format!("source {name}"),
+            Command::PutIntel { entries } => {
+                let values: Vec<String> = entries.iter().map(|e| e.value.clone()).collect();
+                format!("{} entries: {}", entries.len(), list(&values))
+            }
+            Command::DeleteIntel { kind, value } => format!("{kind:?} {value}"),
+            Command::OverrideVerdict {
+                alert_id,
+                disposition,
+                reason,
+                ..
+            } => format!("alert {alert_id}: {disposition} ({reason})"),
+            Command::ClaimRecipients { job_id, .. } | Command::RecordOutcomes { job_id, .. } => {
+                format!("job {job_id}")
+            }
+            Command::RequestRestore {
+                job_id, recipients, ..
+            } => match recipients {
+                Some(recipients) => format!("job {job_id}, recipients {}", list(recipients)),
+                None => format!("job {job_id}, every recipient"),
+            },
+            Command::CloseIncident { incident_id, .. } => format!("incident {incident_id}"),
+            Command::CommentIncident { incident_id, .. } => format!("incident {incident_id}"),
+            Command::SetClusterCa { .. } => "cluster certificate authority".to_owned(),
+            Command::CreateJoinToken { expires_at, .. } => {
+                format!("join token valid until {}", expires_at.to_rfc3339())
+            }
+            Command::UseJoinToken { node_id, .. } => format!("node {node_id}"),
+            Command::PutUser { user } => format!(
+                "user {} as {}{}",
+                user.name,
+                user.role.as_str(),
+                if user.disabled { ", disabled" } else { "" }
+            ),
+            Command::DeleteUser { name } => format!("user {name}"),
+            Command::StartSession { session, .. } => format!("user {}", session.user),
+            Command::EndSession { .. } => "session".to_owned(),
+            Command::Audited { command, .. } => command.describe(),
+            Command::Batch { commands } => format!("{} commands", commands.len()),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Everything here is plain data. The engine decides with it, the store persists it, the API
 //! converts it to wire shapes; nothing in this crate performs IO.
 
+pub mod access;
 pub mod alert;
 pub mod command;
 pub mod incident;
@@ -12,6 +13,7 @@ pub mod quarantine;
 pub mod source;
 pub mod versioned;
 
+pub use access::{AuditEntry, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse, Secret};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};

@@ -17,6 +17,10 @@ pub struct Config {
     pub node: NodeSection,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Local accounts for the web UI, such as the first administrator. Written to the
+    /// replicated state at start; administrators add the others through the API or the UI.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -139,13 +143,16 @@ fn one() -> u64 {
     1
 }
 
-/// What an API key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    ReadOnly,
-    Analyst,
-    Admin,
+pub use pullback_domain::Role;
+
+/// An account defined in the file, with its password's argon2 hash (PHC form), as
+/// `pullback user hash` prints it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,11 +529,29 @@ impl Config {
                 problems.push("node.id must be at least 1".into());
             }
         }
+        for user in &self.users {
+            if !pullback_domain::valid_user_name(&user.name) {
+                problems.push(format!(
+                    "user {:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                    user.name
+                ));
+            }
+            if !user.password_hash.starts_with("$argon2") {
+                problems.push(format!(
+                    "user {:?}: password_hash must be an argon2 hash (run `pullback user-hash`)",
+                    user.name
+                ));
+            }
+        }
         let mut unique = |kind: &str, name: &str, seen: &mut BTreeSet<String>| {
             if !seen.insert(name.to_owned()) {
                 problems.push(format!("{kind} {name:?} is defined twice"));
             }
         };
+        let mut seen = BTreeSet::new();
+        for user in &self.users {
+            unique("user", &user.name, &mut seen);
+        }
         let mut seen = BTreeSet::new();
         for source in &self.sources {
             unique("source", source.name(), &mut seen);

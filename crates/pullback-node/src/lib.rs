@@ -706,6 +706,19 @@ fn config_commands(config: &Config) -> anyhow::Result<Vec<Command>> {
             commands.push(Command::PutSource { source });
         }
     }
+    let now = chrono::Utc::now();
+    for user in &config.users {
+        commands.push(Command::PutUser {
+            user: pullback_domain::User {
+                name: user.name.clone(),
+                role: user.role,
+                password_hash: pullback_domain::Secret(user.password_hash.clone()),
+                disabled: false,
+                created_at: now,
+                updated_at: now,
+            },
+        });
+    }
     Ok(commands)
 }
 
@@ -723,6 +736,12 @@ async fn in_effect(node: &Node, command: &Command) -> bool {
             .reader
             .source(&source.name)
             .is_ok_and(|stored| stored.as_ref() == Some(source)),
+        // The file's account is in effect when it exists as written; its times do not matter.
+        Command::PutUser { user } => node.reader.user(&user.name).is_ok_and(|stored| {
+            stored.is_some_and(|s| {
+                s.role == user.role && s.password_hash == user.password_hash && !s.disabled
+            })
+        }),
         Command::SetClusterCa { cert_pem, .. } => node
             .reader
             .cluster_ca()
@@ -785,6 +804,7 @@ where
 fn weight_of(command: &Command) -> usize {
     match command {
         Command::IngestAlerts { drafts, .. } => drafts.len().max(1),
+        Command::Audited { command, .. } => weight_of(command),
         _ => 1,
     }
 }

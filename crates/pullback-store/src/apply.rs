@@ -221,7 +221,7 @@ pub(crate) fn apply(
                 text: text.clone(),
             });
             incident.updated_at = *at;
-            tx.put(Cf::State, keys::incident(*incident_id), &incident);
+            put_incident(tx, &incident)?;
             Ok(CommandResponse::default())
         }
         Command::SetClusterCa { cert_pem, key_pem } => {
@@ -279,6 +279,71 @@ pub(crate) fn apply(
             tx.put(Cf::State, key, &token);
             Ok(CommandResponse::default())
         }
+        Command::PutUser { user } => {
+            if !pullback_domain::valid_user_name(&user.name) {
+                return Ok(CommandResponse::refused(format!(
+                    "{:?} is not a valid user name: use 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                    user.name
+                )));
+            }
+            if user.disabled {
+                end_sessions_of(tx, &user.name, None)?;
+            }
+            tx.put(Cf::State, keys::user(&user.name), user);
+            Ok(CommandResponse::default())
+        }
+        Command::DeleteUser { name } => {
+            if tx
+                .get::<pullback_domain::User>(Cf::State, &keys::user(name))?
+                .is_none()
+            {
+                return Ok(CommandResponse::refused(format!("no user {name:?}")));
+            }
+            end_sessions_of(tx, name, None)?;
+            tx.delete(Cf::State, keys::user(name));
+            Ok(CommandResponse::default())
+        }
+        Command::StartSession {
+            token_sha256,
+            session,
+        } => {
+            let user = tx.get::<pullback_domain::User>(Cf::State, &keys::user(&session.user))?;
+            if user.is_none_or(|u| u.disabled) {
+                return Ok(CommandResponse::refused(format!(
+                    "user {:?} cannot sign in",
+                    session.user
+                )));
+            }
+            end_sessions_of(tx, "", Some(session.created_at))?;
+            tx.put(Cf::State, keys::session(token_sha256), session);
+            Ok(CommandResponse::default())
+        }
+        Command::EndSession { token_sha256 } => {
+            tx.delete(Cf::State, keys::session(token_sha256));
+            Ok(CommandResponse::default())
+        }
+        Command::Audited { by, at, command } => {
+            let response = match &**command {
+                Command::Audited { .. } | Command::Batch { .. } => {
+                    CommandResponse::refused("an audited change holds one plain command")
+                }
+                inner => apply(tx, inner, term)?,
+            };
+            let id = tx.next_id("audit")?;
+            let entry = pullback_domain::AuditEntry {
+                id,
+                at: *at,
+                by: by.clone(),
+                action: command.name().to_owned(),
+                detail: command.describe(),
+                outcome: match &response.refused {
+                    Some(why) => format!("refused: {why}"),
+                    None => "ok".to_owned(),
+                },
+            };
+            tx.put(Cf::State, keys::audit(id), &entry);
+            Ok(response)
+        }
         Command::Batch { commands } => {
             let mut batch = Vec::with_capacity(commands.len());
             for command in commands {
@@ -292,6 +357,75 @@ pub(crate) fn apply(
                 ..CommandResponse::default()
             })
         }
+    }
+}
+
+/// Ends the sessions of `user`, or, with `expired_at`, every session expired at that time.
+fn end_sessions_of(
+    tx: &mut Tx<'_>,
+    user: &str,
+    expired_at: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    let sessions = tx
+        .db
+        .scan::<pullback_domain::Session>(Cf::State, b"session/")?;
+    for (key, session) in sessions {
+        let ends = match expired_at {
+            Some(now) => session.expires_at <= now,
+            None => session.user == user,
+        };
+        if ends {
+            tx.delete(Cf::State, key);
+        }
+    }
+    Ok(())
+}
+
+/// Alerts and quarantine outcomes of one day (UTC), for the dashboard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct DayCounts {
+    pub alerts: u64,
+    pub quarantined: u64,
+    pub restored: u64,
+    pub failed: u64,
+}
+
+fn count_day(
+    tx: &mut Tx<'_>,
+    at: Timestamp,
+    change: impl FnOnce(&mut DayCounts),
+) -> Result<(), StoreError> {
+    let key = keys::day(&at.format("%Y-%m-%d").to_string());
+    let mut counts = tx.get::<DayCounts>(Cf::Index, &key)?.unwrap_or_default();
+    change(&mut counts);
+    tx.put(Cf::Index, key, &counts);
+    Ok(())
+}
+
+/// Saves an incident and keeps the by-state index in step.
+fn put_incident(tx: &mut Tx<'_>, incident: &Incident) -> Result<(), StoreError> {
+    let key = keys::incident(incident.id);
+    if let Some(before) = tx.get::<Incident>(Cf::State, &key)?
+        && before.state != incident.state
+    {
+        tx.delete(
+            Cf::Index,
+            keys::incident_state(state_name(before.state), incident.id),
+        );
+    }
+    tx.put(
+        Cf::Index,
+        keys::incident_state(state_name(incident.state), incident.id),
+        &(),
+    );
+    tx.put(Cf::State, key, incident);
+    Ok(())
+}
+
+pub(crate) fn state_name(state: IncidentState) -> &'static str {
+    match state {
+        IncidentState::Open => "open",
+        IncidentState::Closed => "closed",
     }
 }
 
@@ -369,10 +503,16 @@ fn ingest(
                 incident.job_ids.push(job_id);
                 response.jobs.push(job_id);
             }
-            tx.put(Cf::State, keys::incident(incident.id), &incident);
+            put_incident(tx, &incident)?;
+        }
+        for (field, term) in crate::search::alert_terms(&alert) {
+            tx.put(Cf::Index, crate::search::term_key(field, &term, id), &());
         }
         tx.put(Cf::State, keys::alert(id), &alert);
         response.alerts.push(id);
+    }
+    if !response.alerts.is_empty() {
+        count_day(tx, at, |day| day.alerts += response.alerts.len() as u64)?;
     }
     if let Some(checkpoint) = checkpoint {
         let accepted = response.alerts.len() as u64;
@@ -468,7 +608,7 @@ fn override_verdict(
             ),
         });
         incident.updated_at = at;
-        tx.put(Cf::State, keys::incident(incident.id), &*incident);
+        put_incident(tx, incident)?;
     }
     tx.put(Cf::State, keys::alert(alert_id), &alert);
     Ok(response)
@@ -709,6 +849,12 @@ fn record(
         if outcome.is_read.is_some() {
             result.is_read = outcome.is_read;
         }
+        match outcome.status {
+            RecipientStatus::Quarantined => count_day(tx, at, |day| day.quarantined += 1)?,
+            RecipientStatus::Restored => count_day(tx, at, |day| day.restored += 1)?,
+            RecipientStatus::Failed => count_day(tx, at, |day| day.failed += 1)?,
+            _ => {}
+        }
         let put_back = matches!(
             outcome.status,
             RecipientStatus::Restored | RecipientStatus::AlreadyInDestination
@@ -788,7 +934,7 @@ fn request_restore(
     if let Some(mut incident) = tx.get::<Incident>(Cf::State, &keys::incident(job.incident_id))? {
         incident.job_ids.push(id);
         incident.updated_at = at;
-        tx.put(Cf::State, keys::incident(incident.id), &incident);
+        put_incident(tx, &incident)?;
     }
     Ok(CommandResponse {
         jobs: vec![id],
@@ -824,6 +970,6 @@ fn close_incident(
             tx.delete(Cf::Index, key);
         }
     }
-    tx.put(Cf::State, keys::incident(incident_id), &incident);
+    put_incident(tx, &incident)?;
     Ok(CommandResponse::default())
 }

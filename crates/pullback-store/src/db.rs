@@ -306,6 +306,28 @@ pub mod keys {
     pub fn queued(job_id: u64) -> Vec<u8> {
         numbered("queue", job_id)
     }
+    pub fn user(name: &str) -> Vec<u8> {
+        format!("user/{name}").into_bytes()
+    }
+    pub fn session(token_sha256: &str) -> Vec<u8> {
+        format!("session/{token_sha256}").into_bytes()
+    }
+    pub fn audit(id: u64) -> Vec<u8> {
+        numbered("audit", id)
+    }
+    /// Incidents by state, in the index family.
+    pub fn incident_state_prefix(state: &str) -> Vec<u8> {
+        format!("istate/{state}\0").into_bytes()
+    }
+    pub fn incident_state(state: &str, id: u64) -> Vec<u8> {
+        let mut key = incident_state_prefix(state);
+        key.extend_from_slice(&id.to_be_bytes());
+        key
+    }
+    /// Counts of one day, `YYYY-MM-DD`, in the index family.
+    pub fn day(day: &str) -> Vec<u8> {
+        format!("day/{day}").into_bytes()
+    }
     pub fn message(message_id: &str, alert_id: u64) -> Vec<u8> {
         let mut key = format!("message/{message_id}\0").into_bytes();
         key.extend_from_slice(&alert_id.to_be_bytes());

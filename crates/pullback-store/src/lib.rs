@@ -12,11 +12,12 @@ mod db;
 mod log_store;
 mod read;
 mod recovery;
+pub mod search;
 mod snapshot;
 mod state_machine;
 
-pub use apply::{ClusterCa, JoinToken};
-pub use db::{Db, OpenError, StoreError, StoreMemory};
+pub use apply::{ClusterCa, DayCounts, JoinToken};
+pub use db::{Cf, Db, OpenError, StoreError, StoreMemory};
 pub use log_store::LogStore;
 pub use read::{IncidentFilter, Reader};
 pub use recovery::{Forgotten, RecoveryError, forget_group};

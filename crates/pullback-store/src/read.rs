@@ -187,6 +187,132 @@ impl Reader {
             .collect())
     }
 
+    /// One page of a search, newest first; see [`crate::search`]. `budget` bounds the alerts
+    /// looked at.
+    pub fn search(
+        &self,
+        query: &crate::search::Query,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<crate::search::Hits, StoreError> {
+        crate::search::run(&self.db, query, before, limit, budget)
+    }
+
+    /// Incidents newest first, with ids below `before`, in `state` when given, that `keep`
+    /// accepts; looks at no more than `budget` incidents. Returns the page and where the next
+    /// one starts.
+    pub fn incident_page(
+        &self,
+        state: Option<IncidentState>,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(&Incident) -> bool,
+    ) -> Result<(Vec<Incident>, Option<u64>), StoreError> {
+        let (cf, prefix) = match state {
+            Some(state) => (
+                Cf::Index,
+                keys::incident_state_prefix(crate::apply::state_name(state)),
+            ),
+            None => (Cf::State, b"incident/".to_vec()),
+        };
+        let mut iter = self.db.rocks().raw_iterator_cf(self.db.cf(cf));
+        let mut target = prefix.clone();
+        target.extend_from_slice(&before.unwrap_or(u64::MAX).saturating_sub(1).to_be_bytes());
+        if before == Some(0) {
+            return Ok((Vec::new(), None));
+        }
+        iter.seek_for_prev(&target);
+        let mut page = Vec::new();
+        let mut examined = 0;
+        while iter.valid() {
+            let Some(key) = iter.key() else { break };
+            if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 {
+                break;
+            }
+            let Some(id) = keys::id_of(key) else { break };
+            examined += 1;
+            if let Some(incident) = self.incident(id)?
+                && keep(&incident)
+            {
+                page.push(incident);
+                if page.len() >= limit {
+                    return Ok((page, (id > 1).then_some(id)));
+                }
+            }
+            if examined >= budget {
+                return Ok((page, Some(id)));
+            }
+            iter.prev();
+        }
+        iter.status().map_err(|source| StoreError::Rocks {
+            doing: "listing incidents",
+            source,
+        })?;
+        Ok((page, None))
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<pullback_domain::User>, StoreError> {
+        self.db.get(Cf::State, &keys::user(name))
+    }
+
+    pub fn users(&self) -> Result<Vec<pullback_domain::User>, StoreError> {
+        self.values(Cf::State, b"user/")
+    }
+
+    /// A session by the hex SHA-256 of its cookie.
+    pub fn session(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<pullback_domain::Session>, StoreError> {
+        self.db.get(Cf::State, &keys::session(token_sha256))
+    }
+
+    /// Audit entries newest first, with ids below `before`.
+    pub fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<pullback_domain::AuditEntry>, StoreError> {
+        let mut iter = self.db.rocks().raw_iterator_cf(self.db.cf(Cf::State));
+        let mut target = b"audit/".to_vec();
+        target.extend_from_slice(&before.unwrap_or(u64::MAX).saturating_sub(1).to_be_bytes());
+        iter.seek_for_prev(&target);
+        let mut page = Vec::new();
+        while iter.valid() && page.len() < limit {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !key.starts_with(b"audit/") {
+                break;
+            }
+            page.push(crate::db::decode(key, value)?);
+            iter.prev();
+        }
+        Ok(page)
+    }
+
+    /// Counts of each day from `first` to `last` (UTC days, inclusive); days without any are
+    /// zero.
+    pub fn days(
+        &self,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<Vec<(chrono::NaiveDate, crate::DayCounts)>, StoreError> {
+        let mut out = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let key = keys::day(&day.format("%Y-%m-%d").to_string());
+            out.push((day, self.db.get(Cf::Index, &key)?.unwrap_or_default()));
+            day = day.succ_opt().unwrap_or(day);
+            if out.len() > 3660 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn values<T: serde::de::DeserializeOwned>(
         &self,
         cf: Cf,

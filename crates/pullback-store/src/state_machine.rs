@@ -28,6 +28,7 @@ impl StateMachine {
         // Fail at open, not at the first apply, when the stored state cannot be read.
         db.get::<Option<LogId>>(Cf::State, keys::APPLIED)?;
         db.get::<Membership>(Cf::State, keys::MEMBERSHIP)?;
+        crate::search::ensure_index(&db)?;
         Ok(StateMachine {
             db,
             receiving: None,
@@ -147,10 +148,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _ = tokio::fs::remove_file(&begun).await;
         }
         let (db, owned) = (self.db.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || snapshot::install(&db, &owned, &received))
-            .await
-            .map_err(|e| failed(&e))?
-            .map_err(|e| failed(&e))?;
+        tokio::task::spawn_blocking(move || {
+            snapshot::install(&db, &owned, &received)?;
+            crate::search::ensure_index(&db)
+        })
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
         tracing::info!(
             snapshot = %meta.snapshot_id,
             last_log_id = ?meta.last_log_id.map(|l| l.index),

@@ -507,3 +507,275 @@ async fn an_override_to_malicious_starts_the_quarantine_the_analysis_withheld() 
         .await;
     assert!(again.jobs.is_empty(), "{again:?}");
 }
+
+/// An alert about a URL on `host`, for `recipient`, with a TAP dashboard link of its own.
+fn url_alert(id: &str, host: &str, recipient: &str, subject: &str, class: &str) -> AlertDraft {
+    let mut draft = draft(id, &format!("<{id}@mail.example>"), &[recipient], class);
+    draft.subject = Some(subject.into());
+    draft.threats[0].value = Some(format!("https://{host}/login"));
+    draft.threats[0].hostname = Some(host.into());
+    draft.threats[0].dashboard_url = Some(format!(
+        "https://threatinsight.proofpoint.com/8a7b/threat/email/{id}"
+    ));
+    draft.threats[0].sha256 = Some(format!("{:0>64}", id.len()));
+    draft
+}
+
+fn query(params: &[(&str, &str)]) -> pullback_store::search::Query {
+    pullback_store::search::Query::parse(params.iter().copied()).expect("a valid query")
+}
+
+fn found(reader: &Reader, params: &[(&str, &str)]) -> Vec<String> {
+    let hits = reader.search(&query(params), None, 100, 10_000).unwrap();
+    assert!(hits.next.is_none() && !hits.partial);
+    hits.alerts.into_iter().map(|a| a.body.dedup_key).collect()
+}
+
+#[tokio::test]
+async fn search_combines_criteria_and_forgives_case_scheme_and_script() {
+    let mut h = Harness::new();
+    h.apply(ingest(vec![
+        url_alert(
+            "a1",
+            "login.evil.example",
+            "Ann@Corp.example",
+            "Invoice overdue",
+            "phish",
+        ),
+        url_alert(
+            "a2",
+            "cdn.evil.example",
+            "bob@corp.example",
+            "Your invoice",
+            "malware",
+        ),
+        url_alert(
+            "a3",
+            "bücher.example",
+            "ann@corp.example",
+            "Bücher Rechnung",
+            "phish",
+        ),
+        url_alert("a4", "good.example", "carl@other.example", "Lunch", "spam"),
+    ]))
+    .await;
+    let r = &h.reader;
+    // A TAP dashboard threat URL, pasted with or without its scheme, in any case.
+    let dashboard = "https://threatinsight.proofpoint.com/8a7b/threat/email/a2";
+    assert_eq!(found(r, &[("threat_url", dashboard)]), ["id:a2"]);
+    let bare = "THREATINSIGHT.proofpoint.com/8a7b/threat/email/a2";
+    assert_eq!(found(r, &[("threat_url", bare)]), ["id:a2"]);
+    assert_eq!(
+        found(r, &[("url", "HTTPS://Login.Evil.Example/login")]),
+        ["id:a1"]
+    );
+    // A domain finds its subdomains, newest first; a subdomain only itself.
+    assert_eq!(found(r, &[("host", "evil.example")]), ["id:a2", "id:a1"]);
+    assert_eq!(found(r, &[("host", "cdn.EVIL.example")]), ["id:a2"]);
+    assert!(found(r, &[("host", "vil.example")]).is_empty());
+    // International names match in Unicode and in punycode.
+    assert_eq!(found(r, &[("host", "Bücher.example")]), ["id:a3"]);
+    assert_eq!(found(r, &[("host", "xn--bcher-kva.example")]), ["id:a3"]);
+    assert_eq!(
+        found(r, &[("url", "xn--bcher-kva.example/login")]),
+        ["id:a3"]
+    );
+    // Addresses in any case; a domain finds everyone there.
+    assert_eq!(
+        found(r, &[("recipient", "ANN@corp.example")]),
+        ["id:a3", "id:a1"]
+    );
+    assert_eq!(found(r, &[("recipient", "@corp.example")]).len(), 3);
+    // Every subject word must be there.
+    assert_eq!(found(r, &[("subject", "invoice")]), ["id:a2", "id:a1"]);
+    assert_eq!(found(r, &[("subject", "OVERDUE invoice")]), ["id:a1"]);
+    assert_eq!(found(r, &[("subject", "rechnung")]), ["id:a3"]);
+    // Combinations are the intersection.
+    let both = [("host", "evil.example"), ("recipient", "ann@corp.example")];
+    assert_eq!(found(r, &both), ["id:a1"]);
+    let none = [("classification", "PHISH"), ("host", "cdn.evil.example")];
+    assert!(found(r, &none).is_empty());
+    assert_eq!(found(r, &[("classification", "Phish")]), ["id:a3", "id:a1"]);
+    assert_eq!(found(r, &[("message_id", "a4@mail.example")]), ["id:a4"]);
+    assert_eq!(found(r, &[("hash", &format!("{:0>64}", 2))]).len(), 4);
+    assert_eq!(found(r, &[("source", "tap")]).len(), 4);
+    // Time: everything is from today.
+    let tomorrow = (Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(found(r, &[("after", tomorrow.as_str())]).is_empty());
+    assert_eq!(found(r, &[("before", tomorrow.as_str())]).len(), 4);
+}
+
+#[tokio::test]
+async fn search_pages_by_cursor_and_stops_at_its_budget() {
+    let mut h = Harness::new();
+    let drafts = (0..25)
+        .map(|i| {
+            url_alert(
+                &format!("p{i}"),
+                "evil.example",
+                "ann@corp.example",
+                "Hi",
+                "phish",
+            )
+        })
+        .collect();
+    h.apply(ingest(drafts)).await;
+    // Pages of 10 walk everything once, newest first.
+    let q = query(&[("host", "evil.example"), ("recipient", "ann@corp.example")]);
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let hits = h.reader.search(&q, cursor, 10, 10_000).unwrap();
+        seen.extend(hits.alerts.iter().map(|a| a.id));
+        match hits.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+    // A filter that rejects everything looks at no more than the budget, then says where
+    // to go on.
+    let tomorrow = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let none = query(&[("source", "tap"), ("after", tomorrow.as_str())]);
+    let hits = h.reader.search(&none, None, 10, 7).unwrap();
+    assert!(hits.alerts.is_empty() && hits.partial);
+    assert_eq!(hits.next, Some(19));
+    let rest = h.reader.search(&none, hits.next, 10, 100).unwrap();
+    assert!(rest.alerts.is_empty() && !rest.partial && rest.next.is_none());
+}
+
+#[tokio::test]
+async fn incident_state_filters_search_and_the_incident_list() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    h.apply(ingest(vec![
+        url_alert("s1", "one.example", "a@x", "One", "phish"),
+        url_alert("s2", "two.example", "b@x", "Two", "phish"),
+    ]))
+    .await;
+    let closed = h.reader.alert(1).unwrap().unwrap().incident_id.unwrap();
+    let close = Command::CloseIncident {
+        incident_id: closed,
+        by: "ann".into(),
+        at: Utc::now(),
+    };
+    h.apply(close).await;
+    assert_eq!(found(&h.reader, &[("state", "closed")]), ["id:s1"]);
+    assert_eq!(found(&h.reader, &[("state", "open")]), ["id:s2"]);
+    let open = pullback_domain::IncidentState::Open;
+    let (page, next) = h
+        .reader
+        .incident_page(Some(open), None, 10, 100, |_| true)
+        .unwrap();
+    assert_eq!(page.iter().map(|i| i.id).collect::<Vec<_>>(), [closed + 1]);
+    assert!(next.is_none());
+    let (page, _) = h
+        .reader
+        .incident_page(None, None, 10, 100, |_| true)
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    // Each day's counts follow alerts and quarantine outcomes.
+    let today = Utc::now().date_naive();
+    let days = h.reader.days(today, today).unwrap();
+    assert_eq!(days[0].1.alerts, 2);
+}
+
+#[tokio::test]
+async fn a_store_without_a_search_index_rebuilds_it_when_opened() {
+    let mut h = Harness::new();
+    h.apply(ingest(vec![url_alert(
+        "r1",
+        "evil.example",
+        "a@x",
+        "Hello",
+        "phish",
+    )]))
+    .await;
+    // Close the store but keep its folder.
+    let Harness {
+        _dir: kept,
+        path,
+        sm,
+        reader,
+        ..
+    } = h;
+    drop((sm, reader));
+    {
+        // As a store written before search existed: no terms, no version.
+        let db = pullback_store::Db::open(&path).unwrap();
+        let index = db.cf(pullback_store::Cf::Index);
+        db.rocks().delete_range_cf(index, b"s/", b"s0").unwrap();
+        db.rocks().delete_cf(index, b"search/version").unwrap();
+    }
+    let (_log, _sm, reader) = pullback_store::open(&path).unwrap();
+    assert_eq!(found(&reader, &[("host", "evil.example")]), ["id:r1"]);
+    drop(kept);
+}
+
+#[tokio::test]
+async fn users_sessions_and_the_audit_log() {
+    let mut h = Harness::new();
+    let now = Utc::now();
+    let user = pullback_domain::User {
+        name: "ann".into(),
+        role: pullback_domain::Role::Analyst,
+        password_hash: pullback_domain::Secret("$argon2id$v=19$secret-hash".into()),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let audited = |command: Command| Command::Audited {
+        by: "key admin".into(),
+        at: now,
+        command: Box::new(command),
+    };
+    let session = pullback_domain::Session {
+        user: "ann".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(8),
+        csrf_token: pullback_domain::Secret("csrf".into()),
+    };
+    let start = Command::StartSession {
+        token_sha256: "t1".into(),
+        session: session.clone(),
+    };
+    // No such user yet: refused, and the refusal is in the log too.
+    let refused = h.apply(audited(start.clone())).await;
+    assert!(refused.refused.is_some());
+    h.apply(audited(Command::PutUser { user: user.clone() }))
+        .await;
+    assert!(h.apply(audited(start)).await.refused.is_none());
+    assert!(h.reader.session("t1").unwrap().is_some());
+    // Disabling the user ends the session.
+    let disabled = pullback_domain::User {
+        disabled: true,
+        ..user
+    };
+    h.apply(audited(Command::PutUser { user: disabled })).await;
+    assert!(h.reader.session("t1").unwrap().is_none());
+
+    let log = h.reader.audit_page(None, 10).unwrap();
+    let actions: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(actions[0], ("put_user", "ok"));
+    assert_eq!(actions[1], ("sign_in", "ok"));
+    assert_eq!(actions[2], ("put_user", "ok"));
+    assert!(
+        actions[3]
+            .1
+            .starts_with("refused: user \"ann\" cannot sign in")
+    );
+    assert!(log.iter().all(|e| e.by == "key admin"));
+    assert_eq!(log[0].detail, "user ann as analyst, disabled");
+    let text = format!("{log:?}");
+    assert!(
+        !text.contains("secret-hash") && !text.contains("csrf"),
+        "{text}"
+    );
+    // Paging: entries older than the second.
+    let older = h.reader.audit_page(Some(log[1].id), 10).unwrap();
+    assert_eq!(older.len(), 2);
+}

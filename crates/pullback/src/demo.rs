@@ -187,10 +187,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         })?;
     let address = listener.local_addr()?;
     let node = Node::start(&config, parts).await?;
-    let app = pullback_api::router(AppState {
-        node: node.clone(),
-        keys: Arc::new(keys),
-    });
+    let app = pullback_api::router(AppState::new(node.clone(), keys));
     let api = tokio::spawn(async move { axum::serve(listener, app).await });
 
     eprintln!(

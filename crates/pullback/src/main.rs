@@ -40,6 +40,16 @@ enum Commands {
     Clear(clear::ClearCommand),
     /// Runs the whole job on built-in sample data, with no outside service.
     Demo(demo::DemoOptions),
+    /// Reads a password from standard input and prints the `[[users]]` entry that creates
+    /// the account at start, with the password's argon2 hash.
+    UserHash {
+        /// The account's name.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// admin, analyst or read_only.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
     /// Prints a new random API key and the SHA-256 line to put in the configuration.
     ApiKey {
         /// The key's name in the configuration.
@@ -75,6 +85,26 @@ fn main() -> ExitCode {
             Commands::Cluster(command) => cluster::run(command).await,
             Commands::Clear(command) => clear::run(command),
             Commands::Demo(options) => demo::run(options).await,
+            Commands::UserHash { name, role } => {
+                if !pullback_domain::valid_user_name(&name) {
+                    anyhow::bail!("{name:?} is not a valid user name");
+                }
+                if !matches!(role.as_str(), "admin" | "analyst" | "read_only") {
+                    anyhow::bail!("--role must be admin, analyst or read_only, not {role:?}");
+                }
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    eprint!("password for {name} (input is shown; pipe it in to hide it): ");
+                }
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                if password.chars().count() < 12 {
+                    anyhow::bail!("the password needs at least 12 characters");
+                }
+                let hash = pullback_api::hash_password(password).map_err(anyhow::Error::msg)?;
+                println!("[[users]]\nname = {name:?}\nrole = {role:?}\npassword_hash = {hash:?}");
+                Ok(())
+            }
             Commands::ApiKey { name, role } => {
                 let key = server::new_api_key()?;
                 println!("key:    {key}");

@@ -90,10 +90,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let node = Node::start(&config, parts).await?;
-    let app = pullback_api::router(AppState {
-        node: node.clone(),
-        keys: Arc::new(keys),
-    });
+    let app = pullback_api::router(AppState::new(node.clone(), keys));
     // Stop on SIGTERM or Ctrl-C; exit with an error when Raft itself stopped, so that systemd
     // restarts the node instead of leaving a process that answers but cannot take part.
     let failed = Arc::new(std::sync::Mutex::new(None::<String>));

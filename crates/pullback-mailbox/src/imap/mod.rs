@@ -465,7 +465,9 @@ impl Session<'_> {
         ) else {
             return Ok(Vec::new());
         };
-        // SINCE and BEFORE compare dates only; BEFORE excludes its day.
+        // The window is about the message's own Date header, so SENTSINCE and SENTBEFORE
+        // (not SINCE and BEFORE, which compare the day the server received it). They compare
+        // dates only; SENTBEFORE excludes its day.
         let since = window.since.format("%d-%b-%Y").to_string();
         let before = (window.until + chrono::TimeDelta::days(1))
             .format("%d-%b-%Y")
@@ -475,9 +477,9 @@ impl Session<'_> {
             Arg::Str(sender),
             Arg::Raw("SUBJECT"),
             Arg::Str(subject),
-            Arg::Raw("SINCE"),
+            Arg::Raw("SENTSINCE"),
             Arg::Raw(&since),
-            Arg::Raw("BEFORE"),
+            Arg::Raw("SENTBEFORE"),
             Arg::Raw(&before),
         ];
         let reply = self.command(&search, "searching similar copies").await?;
