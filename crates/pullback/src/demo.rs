@@ -174,7 +174,20 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     // The node, configured through a real configuration file.
     let api_key = crate::server::new_api_key()?;
-    let config_path = write_config(&dir, &options, &principal, &secret, &api_key, tap_address)?;
+    // A first administrator for the web UI, with a password made for this run.
+    let password = crate::server::new_api_key()?
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(20)
+        .collect::<String>();
+    let password_hash = pullback_api::hash_password(&password).map_err(anyhow::Error::msg)?;
+    let credentials = Credentials {
+        principal: &principal,
+        secret: &secret,
+        api_key: &api_key,
+        password_hash: &password_hash,
+    };
+    let config_path = write_config(&dir, &options, &credentials, tap_address)?;
     let config = Config::load(&config_path)?;
     let (parts, keys) = crate::server::parts(&config)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -213,7 +226,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
 
     println!("Pullback demo is running.");
-    println!("  API:      http://{address}");
+    println!("  web UI:   http://{address}/  (user admin, password {password})");
+    println!("  API:      http://{address}/api/v1");
     println!("  API key:  {api_key}");
     println!("  config:   {}", config_path.display());
     println!("  try:      curl -s -H 'Authorization: {api_key}' http://{address}/api/incidents");
@@ -336,15 +350,27 @@ fn click_event(delivered: &Value, recipient: &str) -> Value {
     })
 }
 
+/// What the demo's configuration file grants access with.
+struct Credentials<'a> {
+    principal: &'a str,
+    secret: &'a str,
+    api_key: &'a str,
+    password_hash: &'a str,
+}
+
 fn write_config(
     dir: &Path,
     options: &DemoOptions,
-    principal: &str,
-    secret: &str,
-    api_key: &str,
+    credentials: &Credentials<'_>,
     tap: SocketAddr,
 ) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
+    let Credentials {
+        principal,
+        secret,
+        api_key,
+        password_hash,
+    } = credentials;
     let secret_path = dir.join("tap.secret");
     std::fs::write(&secret_path, secret)?;
     std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))?;
@@ -360,6 +386,11 @@ listen = "{listen}"
 name = "demo"
 role = "admin"
 sha256 = "{key_hash}"
+
+[[users]]
+name = "admin"
+role = "admin"
+password_hash = "{password_hash}"
 
 [[sources]]
 type = "tap"
