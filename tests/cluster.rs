@@ -333,6 +333,13 @@ async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
     let (status, alerts) = cluster.api(lost).get("/api/v1/alerts?limit=1").await;
     assert_eq!(status, 200);
     assert_eq!(alerts["total"], 120, "the rejoined node holds everything");
+    // Its search index came with the snapshot: it finds what was pushed before and after.
+    let (status, found) = cluster
+        .api(lost)
+        .get("/api/v1/search?recipient=SOMEONE@corp.test&source=script&limit=500")
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["alerts"].as_array().map(Vec::len), Some(120), "{found}");
     let log = cluster.node(lost).server.as_ref().unwrap().log_text();
     assert!(
         log.contains("installed a snapshot from the leader"),
