@@ -176,7 +176,24 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
         assert_eq!(status, 200, "creating {name}: {answer}");
     }
 
-    let browser = Browser::start(1440, 900).await;
+    // The page and its files are public, and sent with headers that keep data inert.
+    let page = reqwest::get(format!("{}/ui", server.base))
+        .await
+        .expect("GET /ui");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    assert!(header("content-security-policy").contains("script-src 'self';"));
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("x-frame-options"), "DENY");
+
+    let browser = Browser::start(1440, 1000).await;
     let base = server.base.clone();
 
     // The analyst: the dashboard, then the incident list.

@@ -88,6 +88,7 @@ impl Browser {
             "capabilities": {
                 "alwaysMatch": {
                     "browserName": "chrome",
+                    "goog:loggingPrefs": { "browser": "SEVERE" },
                     "goog:chromeOptions": {
                         "binary": CHROMIUM,
                         "args": [
@@ -329,6 +330,25 @@ impl Browser {
             self.page_text().await.contains(needle).then_some(())
         })
         .await;
+    }
+
+    /// The errors the page logged since the last call: script exceptions, refused content
+    /// (the content security policy), failed loads. Chromium's own log, not a W3C command.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let value = self
+            .call(
+                reqwest::Method::POST,
+                &self.session_path("/se/log"),
+                json!({ "type": "browser" }),
+            )
+            .await;
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["message"].as_str())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Saves a PNG of the window to `path`.

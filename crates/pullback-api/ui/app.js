@@ -38,6 +38,7 @@ const ROUTES = [
   ["/cluster", clusterPage],
   ["/audit", auditPage],
   ["/users", usersPage],
+  ["/password", passwordPage],
 ];
 
 const root = document.getElementById("root");
@@ -126,6 +127,7 @@ function showShell(path) {
       { class: "user" },
       h("span", { id: "session-user", class: "user-name" }, session.current.user),
       badge(roleLabel(session.current.role), session.current.role, { id: "session-role" }),
+      link("/password", "Password", { class: "link-button", id: "password-link" }),
       actionButton("Sign out", signOut, { id: "signout", class: "link-button" }),
     );
     const nav = h(
@@ -258,15 +260,16 @@ async function dashboardPage(ctx) {
         barChart(series, [{ key: "alerts", label: "Alerts", class: "series-alerts" }], { label: "alerts per day" }),
       ),
       section(
-        "Quarantines and restores per day",
+        "Quarantine outcomes per day",
         { id: "chart-quarantines" },
         barChart(
           series,
           [
             { key: "quarantined", label: "Quarantined", class: "series-quarantined" },
             { key: "restored", label: "Restored", class: "series-restored" },
+            { key: "failed", label: "Failed", class: "series-failed" },
           ],
-          { label: "quarantined and restored messages per day" },
+          { label: "messages quarantined, restored and failed per day" },
         ),
       ),
     ),
@@ -364,20 +367,65 @@ async function auditPage(ctx) {
   replace(
     ctx.main,
     h("h1", {}, "Audit log"),
-    h("p", { class: "muted" }, "Every change and sign-in, newest first."),
+    h("p", { class: "muted" }, "Every change a person or an API key made, and every sign-in, newest first."),
     table(
       [
         { title: "At (UTC)", cell: (e) => time(e.at), class: "nowrap" },
         { title: "By", cell: (e) => e.by },
         { title: "Action", cell: (e) => h("code", {}, e.action) },
         { title: "Detail", cell: (e) => text(e.detail), class: "wrap" },
-        { title: "Outcome", cell: (e) => badge(text(e.outcome), text(e.outcome)) },
+        { title: "Outcome", cell: (e) => outcome(e.outcome), class: "wrap" },
       ],
       page.items,
       { id: "audit-table", empty: "The audit log is empty." },
     ),
     pager("/audit", ctx.query, page.next_cursor),
   );
+}
+
+/** `ok`, or `refused: why` as a badge and the reason. */
+function outcome(value) {
+  const text = String(value ?? "");
+  if (text === "ok") return badge("ok", "ok");
+  const why = text.replace(/^refused:\s*/, "");
+  return h("span", {}, badge("refused", "refused"), " ", why);
+}
+
+// --- Own password ------------------------------------------------------------------------------
+
+async function passwordPage(ctx) {
+  const current = h("input", { id: "password-current", type: "password", autocomplete: "current-password", required: true });
+  const fresh = h("input", { id: "password-new", type: "password", autocomplete: "new-password", required: true, minlength: 12 });
+  const again = h("input", { id: "password-again", type: "password", autocomplete: "new-password", required: true });
+  const messages = h("div", { id: "password-messages" });
+  const submit = h("button", { type: "submit", class: "primary", id: "password-submit" }, "Change password");
+  const form = h(
+    "form",
+    { class: "panel stacked-form" },
+    h("label", {}, "Current password", current),
+    h("label", {}, "New password (at least 12 characters)", fresh),
+    h("label", {}, "New password again", again),
+    submit,
+    messages,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (fresh.value !== again.value) {
+      replace(messages, notice("error", "The two new passwords differ."));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      await api("PUT", "/api/v1/session/password", { current: current.value, new: fresh.value });
+      form.reset();
+      replace(messages, notice("ok", "Password changed. Your other sessions have ended."));
+    } catch (e) {
+      replace(messages, notice("error", e.message));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  replace(ctx.main, h("h1", {}, "Change your password"), form);
 }
 
 // --- Start -----------------------------------------------------------------------------------
