@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use pullback_domain::Command;
 use pullback_node::{Admission, ClusterStatus, JoinRequest, Role};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -64,6 +65,11 @@ async fn create_token(
     let token = state.node.create_join_token(&caller.name, ttl).await?;
     // The token is a secret: it is returned once and never logged.
     tracing::info!(caller = %caller.name, minutes, "join token created");
+    let note = Command::Note {
+        action: "create_join_token".into(),
+        detail: format!("join token valid {minutes} minutes"),
+    };
+    crate::native::commit(&state, &caller, note).await?;
     Ok(Json(TokenAnswer {
         token: token.to_string(),
         expires_in_minutes: minutes,
@@ -78,6 +84,11 @@ async fn remove(
     caller.require(Role::Admin)?;
     state.node.remove_member(id).await?;
     tracing::info!(caller = %caller.name, member = id, "member removed");
+    let note = Command::Note {
+        action: "remove_member".into(),
+        detail: format!("node {id}"),
+    };
+    crate::native::commit(&state, &caller, note).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

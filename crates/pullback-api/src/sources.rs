@@ -421,6 +421,14 @@ async fn upload(
     }
     let answer = read_export(&state, &name, &headers, body).await?;
     tracing::info!(caller = %caller.name, source = %name, rows = answer.rows, alerts = answer.alerts, "export uploaded");
+    let note = Command::Note {
+        action: "upload_export".into(),
+        detail: format!(
+            "source {name}: {} rows, {} alerts",
+            answer.rows, answer.alerts
+        ),
+    };
+    commit(&state, &caller, note).await?;
     Ok(Json(answer))
 }
 

@@ -108,6 +108,13 @@ pub enum Command {
         node_id: u64,
         at: Timestamp,
     },
+    /// Records a change made outside the state machine (a membership change, a join token
+    /// handed out, an uploaded export) so that it reaches the audit log as `action`. Changes
+    /// nothing else.
+    Note {
+        action: String,
+        detail: String,
+    },
     /// Creates or replaces a local account.
     PutUser {
         user: crate::User,
@@ -173,6 +180,7 @@ impl Command {
             Command::SetClusterCa { .. } => "set_cluster_ca",
             Command::CreateJoinToken { .. } => "create_join_token",
             Command::UseJoinToken { .. } => "use_join_token",
+            Command::Note { .. } => "note",
             Command::PutUser { .. } => "put_user",
             Command::DeleteUser { .. } => "delete_user",
             Command::StartSession { .. } => "sign_in",
@@ -237,6 +245,7 @@ impl Command {
                 format!("join token valid until {}", expires_at.to_rfc3339())
             }
             Command::UseJoinToken { node_id, .. } => format!("node {node_id}"),
+            Command::Note { detail, .. } => detail.clone(),
             Command::PutUser { user } => format!(
                 "user {} as {}{}",
                 user.name,

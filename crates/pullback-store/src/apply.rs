@@ -279,6 +279,7 @@ pub(crate) fn apply(
             tx.put(Cf::State, key, &token);
             Ok(CommandResponse::default())
         }
+        Command::Note { .. } => Ok(CommandResponse::default()),
         Command::PutUser { user } => {
             if !pullback_domain::valid_user_name(&user.name) {
                 return Ok(CommandResponse::refused(format!(
@@ -334,7 +335,10 @@ pub(crate) fn apply(
                 id,
                 at: *at,
                 by: by.clone(),
-                action: command.name().to_owned(),
+                action: match &**command {
+                    Command::Note { action, .. } => action.clone(),
+                    other => other.name().to_owned(),
+                },
                 detail: command.describe(),
                 outcome: match &response.refused {
                     Some(why) => format!("refused: {why}"),
