@@ -158,6 +158,16 @@ function showShell(path) {
 
 function showSignIn(message) {
   shellElements = null;
+  // Moving around while signed out keeps the form and what was typed into it.
+  const shown = document.getElementById("signin-form");
+  if (shown && root.contains(shown)) {
+    if (message) {
+      const error = document.getElementById("signin-error");
+      error.textContent = message;
+      error.hidden = false;
+    }
+    return;
+  }
   const error = h("p", { id: "signin-error", class: "notice notice-error", role: "alert", hidden: !message }, message ?? "");
   const username = h("input", { id: "signin-username", name: "username", autocomplete: "username", required: true, autofocus: true });
   const password = h("input", { id: "signin-password", name: "password", type: "password", autocomplete: "current-password", required: true });
