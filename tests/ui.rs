@@ -269,12 +269,14 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
     let hosts = result_cells(&browser, "threat-hostname").await;
     assert!(
         !hosts.is_empty() && hosts.iter().all(|h| h.contains(THREAT_HOST)),
-        "threat hostnames: {hosts:?}"
+        "a search by the threat URL of the message to alice and bob must show only its host \
+         {THREAT_HOST}; the Threat Hostname column shows {hosts:?}"
     );
     let recipients = result_cells(&browser, "email-recipient").await.join(" ");
     assert!(
         recipients.contains(ALICE) && recipients.contains(BOB) && !recipients.contains(CAROL),
-        "email recipients: {recipients}"
+        "a search by the threat URL of the message to alice and bob must show them and not \
+         carol; the Email Recipient column shows {recipients}"
     );
     let detailed = browser.wait_for_element("#view-detailed").await;
     browser.click(&detailed).await;
