@@ -108,6 +108,19 @@ pub enum Command {
         node_id: u64,
         at: Timestamp,
     },
+    /// Removes old data, at most `limit` alerts per entry so that every entry stays small:
+    /// incidents closed before `closed_before` with their alerts and jobs, and alerts received
+    /// before `alerts_before` that belong to no incident. Alerts of open incidents, and of
+    /// closed ones not old enough, stay. The walk over alerts resumes after `after_alert`;
+    /// the answer's `removed.next` says where the next entry starts, `None` when done.
+    Purge {
+        closed_before: Timestamp,
+        alerts_before: Timestamp,
+        after_alert: u64,
+        limit: u64,
+        /// The verified backup taken for this purge, if it was asked for.
+        backup_id: Option<String>,
+    },
     /// Records a change made outside the state machine (a membership change, a join token
     /// handed out, an uploaded export) so that it reaches the audit log as `action`. Changes
     /// nothing else.
@@ -181,6 +194,7 @@ impl Command {
             Command::CreateJoinToken { .. } => "create_join_token",
             Command::UseJoinToken { .. } => "use_join_token",
             Command::Note { .. } => "note",
+            Command::Purge { .. } => "purge",
             Command::PutUser { .. } => "put_user",
             Command::DeleteUser { .. } => "delete_user",
             Command::StartSession { .. } => "sign_in",
@@ -246,6 +260,17 @@ impl Command {
             }
             Command::UseJoinToken { node_id, .. } => format!("node {node_id}"),
             Command::Note { detail, .. } => detail.clone(),
+            Command::Purge {
+                closed_before,
+                alerts_before,
+                backup_id,
+                ..
+            } => format!(
+                "incidents closed before {}, alerts without one before {}, backup {}",
+                closed_before.format("%Y-%m-%d %H:%M"),
+                alerts_before.format("%Y-%m-%d %H:%M"),
+                backup_id.as_deref().unwrap_or("none")
+            ),
             Command::PutUser { user } => format!(
                 "user {} as {}{}",
                 user.name,
@@ -276,9 +301,22 @@ pub struct CommandResponse {
     /// Why the command changed nothing, when it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// What a [`Command::Purge`] removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Removed>,
     /// The response to each command of a [`Command::Batch`], in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<CommandResponse>,
+}
+
+/// Counts of what one purge entry removed, and where the next one starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub alerts: u64,
+    pub incidents: u64,
+    pub jobs: u64,
+    /// The alert id after which the next entry continues; `None` when nothing is left.
+    pub next: Option<u64>,
 }
 
 impl CommandResponse {

@@ -15,7 +15,7 @@ pub mod versioned;
 
 pub use access::{AuditEntry, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
-pub use command::{Command, CommandResponse, Secret};
+pub use command::{Command, CommandResponse, Removed, Secret};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};
 pub use match_condition::{MatchCondition, Response};
 pub use message_id::MessageId;

@@ -52,7 +52,11 @@ impl<'a> Tx<'a> {
         self.writes.insert((cf, key), Some(encode(value)));
     }
 
-    fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+    pub(crate) fn db(&self) -> &'a Db {
+        self.db
+    }
+
+    pub(crate) fn delete(&mut self, cf: Cf, key: Vec<u8>) {
         self.writes.insert((cf, key), None);
     }
 
@@ -280,6 +284,13 @@ pub(crate) fn apply(
             Ok(CommandResponse::default())
         }
         Command::Note { .. } => Ok(CommandResponse::default()),
+        Command::Purge {
+            closed_before,
+            alerts_before,
+            after_alert,
+            limit,
+            ..
+        } => crate::purge::purge(tx, *closed_before, *alerts_before, *after_alert, *limit),
         Command::PutUser { user } => {
             if !pullback_domain::valid_user_name(&user.name) {
                 return Ok(CommandResponse::refused(format!(

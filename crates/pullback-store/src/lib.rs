@@ -8,8 +8,10 @@
 //! [`Command`]: pullback_domain::Command
 
 mod apply;
+pub mod backup;
 mod db;
 mod log_store;
+mod purge;
 mod read;
 mod recovery;
 pub mod search;

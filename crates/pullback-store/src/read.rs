@@ -29,6 +29,10 @@ impl Reader {
         Reader { db }
     }
 
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Memory RocksDB holds, by use, summed over column families; a use whose figure cannot
     /// be read is left out.
     pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {

@@ -779,3 +779,159 @@ async fn users_sessions_and_the_audit_log() {
     let older = h.reader.audit_page(Some(log[1].id), 10).unwrap();
     assert_eq!(older.len(), 2);
 }
+
+#[tokio::test]
+async fn purges_remove_old_closed_incidents_and_lone_alerts_in_bounded_steps() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    let long_ago = Utc::now() - chrono::Duration::days(100);
+    let old = |drafts: Vec<AlertDraft>| Command::IngestAlerts {
+        source: "tap".into(),
+        at: long_ago,
+        drafts,
+        rejected: vec![],
+        checkpoint: None,
+    };
+    // Two old phish (one incident each, with jobs), three old alerts nobody acts on, and a
+    // recent phish.
+    h.apply(old(vec![
+        url_alert("o1", "one.example", "a@x", "One", "phish"),
+        url_alert("o2", "two.example", "b@x", "Two", "phish"),
+        url_alert("o3", "three.example", "c@x", "Three", "spam"),
+        url_alert("o4", "four.example", "c@x", "Four", "spam"),
+        url_alert("o5", "five.example", "c@x", "Five", "spam"),
+    ]))
+    .await;
+    h.apply(ingest(vec![url_alert(
+        "n1",
+        "new.example",
+        "d@x",
+        "New",
+        "phish",
+    )]))
+    .await;
+    let first = h.reader.alert(1).unwrap().unwrap().incident_id.unwrap();
+    h.apply(Command::CloseIncident {
+        incident_id: first,
+        by: "ann".into(),
+        at: long_ago,
+    })
+    .await;
+
+    let cutoff = Utc::now() - chrono::Duration::days(90);
+    let (mut after, mut total) = (0, pullback_domain::Removed::default());
+    for _ in 0..10 {
+        let purge = Command::Purge {
+            closed_before: cutoff,
+            alerts_before: cutoff,
+            after_alert: after,
+            limit: 2,
+            backup_id: Some("b1".into()),
+        };
+        let removed = h.apply(purge).await.removed.expect("a purge answer");
+        assert!(removed.alerts <= 2, "{removed:?}");
+        total.alerts += removed.alerts;
+        total.incidents += removed.incidents;
+        total.jobs += removed.jobs;
+        match removed.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    // The closed incident with its alert and job, and the three lone spam alerts; the open
+    // old incident and the new one stay.
+    assert_eq!(
+        (total.alerts, total.incidents, total.jobs),
+        (4, 1, 1),
+        "{total:?}"
+    );
+    let left: Vec<String> = h
+        .reader
+        .alerts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.body.dedup_key)
+        .collect();
+    assert_eq!(left, ["id:o2", "id:n1"]);
+    assert!(h.reader.incident(first).unwrap().is_none());
+    assert!(found(&h.reader, &[("host", "one.example")]).is_empty());
+    assert!(found(&h.reader, &[("recipient", "c@x")]).is_empty());
+    assert_eq!(found(&h.reader, &[("host", "two.example")]), ["id:o2"]);
+    // A repeat of a purged event is still known.
+    let again = h
+        .apply(old(vec![url_alert(
+            "o3",
+            "three.example",
+            "c@x",
+            "Three",
+            "spam",
+        )]))
+        .await;
+    assert_eq!(again.duplicates, 1);
+}
+
+#[tokio::test]
+async fn a_checkpoint_restores_into_a_store_of_its_own_and_a_newer_format_is_refused() {
+    let mut h = Harness::new();
+    h.apply(quarantine_phish()).await;
+    h.apply(ingest(vec![
+        url_alert("c1", "one.example", "a@x", "One", "phish"),
+        url_alert("c2", "two.example", "b@x", "Two", "spam"),
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    let summary = h.reader.backup_checkpoint(&checkpoint).unwrap();
+    assert_eq!(summary.counts["alert"], 2);
+    assert_eq!(summary.counts["incident"], 1);
+    assert_eq!(summary.counts["condition"], 1);
+    assert_eq!(summary.cluster, "standalone");
+    assert_eq!(summary.applied_index, h.index);
+    // The node goes on while the checkpoint stays as it was.
+    h.apply(ingest(vec![url_alert(
+        "c3",
+        "three.example",
+        "c@x",
+        "Three",
+        "spam",
+    )]))
+    .await;
+    assert_eq!(
+        pullback_store::backup::inspect(&checkpoint).unwrap(),
+        summary
+    );
+
+    let store = dir.path().join("restored");
+    let (restored, _) = pullback_store::backup::restore(&checkpoint, &store).unwrap();
+    assert_eq!(restored, summary);
+    let (_log, _sm, reader) = pullback_store::open(&store).unwrap();
+    let keys: Vec<String> = reader
+        .alerts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.body.dedup_key)
+        .collect();
+    assert_eq!(keys, ["id:c1", "id:c2"]);
+    assert!(
+        reader.applied().unwrap().is_none(),
+        "the restored store starts a group of its own"
+    );
+    drop(reader);
+    let again = pullback_store::backup::restore(&checkpoint, &store).unwrap_err();
+    assert!(
+        again.to_string().contains("already holds a store"),
+        "{again}"
+    );
+
+    // A value written by a newer release makes the whole backup refused, with why.
+    {
+        let db = pullback_store::Db::open(&checkpoint).unwrap();
+        let state = db.cf(pullback_store::Cf::State);
+        db.rocks()
+            .put_cf(state, b"future/thing", [9u8, b'{', b'}'])
+            .unwrap();
+    }
+    let newer =
+        pullback_store::backup::restore(&checkpoint, &dir.path().join("other")).unwrap_err();
+    assert!(newer.to_string().contains("data format 9"), "{newer}");
+}
