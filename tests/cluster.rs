@@ -339,7 +339,11 @@ async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
         .get("/api/v1/search?recipient=SOMEONE@corp.test&source=script&limit=500")
         .await;
     assert_eq!(status, 200, "{found}");
-    assert_eq!(found["alerts"].as_array().map(Vec::len), Some(120), "{found}");
+    assert_eq!(
+        found["alerts"].as_array().map(Vec::len),
+        Some(120),
+        "{found}"
+    );
     let log = cluster.node(lost).server.as_ref().unwrap().log_text();
     assert!(
         log.contains("installed a snapshot from the leader"),
