@@ -166,13 +166,35 @@ fn threat_hostname(alert: &Alert) -> String {
     hosts.join(", ")
 }
 
+/// The threat a row shows: the first one the query's threat criteria match, else the first
+/// URL threat, else the first.
+fn shown_threat<'a>(
+    alert: &'a Alert,
+    query: &search::Query,
+) -> Option<&'a pullback_domain::Threat> {
+    let threats = &alert.body.threats;
+    threats
+        .iter()
+        .find(|t| {
+            let terms = search::threat_terms(t);
+            query.terms.iter().any(|term| terms.contains(term))
+        })
+        .or_else(|| {
+            threats
+                .iter()
+                .find(|t| t.kind == Some(pullback_domain::ThreatKind::Url))
+        })
+        .or_else(|| threats.first())
+}
+
 fn row(
     reader: &pullback_store::Reader,
     related: &mut Related,
     alert: Alert,
+    query: &search::Query,
     detailed: bool,
 ) -> ApiResult<Row> {
-    let first = alert.body.threats.first();
+    let first = shown_threat(&alert, query);
     let incident_state = match alert.incident_id {
         Some(id) => related.incident(reader, id)?.map(|i| i.state),
         None => None,
@@ -326,7 +348,7 @@ async fn search_alerts(
                 alert_count: incident.alert_ids.len(),
             });
         }
-        rows.push(row(reader, &mut related, alert, detailed)?);
+        rows.push(row(reader, &mut related, alert, &query, detailed)?);
     }
     Ok(Json(SearchAnswer {
         alerts: rows,
@@ -376,7 +398,7 @@ fn export(
     loop {
         let hits = reader.search(query, before, MAX_PAGE, SEARCH_BUDGET)?;
         for alert in hits.alerts {
-            let row = row(reader, &mut related, alert, detailed)?;
+            let row = row(reader, &mut related, alert, query, detailed)?;
             let mut cells = vec![
                 row.alert_id.to_string(),
                 row.time.to_rfc3339(),

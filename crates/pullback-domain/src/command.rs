@@ -121,6 +121,30 @@ pub enum Command {
         /// The verified backup taken for this purge, if it was asked for.
         backup_id: Option<String>,
     },
+    /// Creates or updates the record of a backup run.
+    PutBackupRecord {
+        record: crate::BackupRecord,
+    },
+    PutPurgeSchedule {
+        schedule: crate::PurgeSchedule,
+    },
+    DeletePurgeSchedule {
+        name: String,
+    },
+    /// Creates or updates the record of a purge run. `create_only` refuses when a run of that
+    /// id exists, so that two leaders never both start a scheduled run.
+    PutPurgeRun {
+        run: crate::PurgeRun,
+        create_only: bool,
+    },
+    /// Someone saw a recommendation (`acknowledge`), or put it aside until a time.
+    MarkRecommendation {
+        id: String,
+        by: String,
+        at: Timestamp,
+        acknowledge: bool,
+        dismiss_until: Option<Timestamp>,
+    },
     /// Records a change made outside the state machine (a membership change, a join token
     /// handed out, an uploaded export) so that it reaches the audit log as `action`. Changes
     /// nothing else.
@@ -195,6 +219,14 @@ impl Command {
             Command::UseJoinToken { .. } => "use_join_token",
             Command::Note { .. } => "note",
             Command::Purge { .. } => "purge",
+            Command::PutBackupRecord { .. } => "backup",
+            Command::PutPurgeSchedule { .. } => "put_purge_schedule",
+            Command::DeletePurgeSchedule { .. } => "delete_purge_schedule",
+            Command::PutPurgeRun { .. } => "purge_run",
+            Command::MarkRecommendation {
+                acknowledge: true, ..
+            } => "acknowledge_recommendation",
+            Command::MarkRecommendation { .. } => "dismiss_recommendation",
             Command::PutUser { .. } => "put_user",
             Command::DeleteUser { .. } => "delete_user",
             Command::StartSession { .. } => "sign_in",
@@ -260,6 +292,26 @@ impl Command {
             }
             Command::UseJoinToken { node_id, .. } => format!("node {node_id}"),
             Command::Note { detail, .. } => detail.clone(),
+            Command::PutBackupRecord { record } => format!(
+                "backup {} to {}: {}",
+                record.id, record.target, record.stage
+            ),
+            Command::PutPurgeSchedule { schedule } => format!(
+                "purge schedule {} ({}, closed over {} days, alerts over {} days, backup first: {})",
+                schedule.name,
+                schedule.cron,
+                schedule.closed_days,
+                schedule.alert_days,
+                schedule.backup_first
+            ),
+            Command::DeletePurgeSchedule { name } => format!("purge schedule {name}"),
+            Command::PutPurgeRun { run, .. } => format!("purge {}", run.id),
+            Command::MarkRecommendation {
+                id, dismiss_until, ..
+            } => match dismiss_until {
+                Some(until) => format!("{id} until {}", until.format("%Y-%m-%d %H:%M")),
+                None => id.clone(),
+            },
             Command::Purge {
                 closed_before,
                 alerts_before,

@@ -6,7 +6,9 @@
 pub mod access;
 pub mod alert;
 pub mod command;
+pub mod cron;
 pub mod incident;
+pub mod maintenance;
 pub mod match_condition;
 pub mod message_id;
 pub mod quarantine;
@@ -17,6 +19,9 @@ pub use access::{AuditEntry, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse, Removed, Secret};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};
+pub use maintenance::{
+    BackupRecord, BackupState, PurgeRun, PurgeSchedule, PurgeState, RecommendationMarks,
+};
 pub use match_condition::{MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{

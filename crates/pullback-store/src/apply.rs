@@ -284,6 +284,67 @@ pub(crate) fn apply(
             Ok(CommandResponse::default())
         }
         Command::Note { .. } => Ok(CommandResponse::default()),
+        Command::PutBackupRecord { record } => {
+            tx.put(Cf::State, keys::backup(&record.id), record);
+            Ok(CommandResponse::default())
+        }
+        Command::PutPurgeSchedule { schedule } => {
+            if let Err(reason) = schedule.validate() {
+                return Ok(CommandResponse::refused(reason));
+            }
+            tx.put(Cf::State, keys::purge_schedule(&schedule.name), schedule);
+            Ok(CommandResponse::default())
+        }
+        Command::DeletePurgeSchedule { name } => {
+            let key = keys::purge_schedule(name);
+            if tx
+                .get::<pullback_domain::PurgeSchedule>(Cf::State, &key)?
+                .is_none()
+            {
+                return Ok(CommandResponse::refused(format!(
+                    "no purge schedule {name:?}"
+                )));
+            }
+            tx.delete(Cf::State, key);
+            Ok(CommandResponse::default())
+        }
+        Command::PutPurgeRun { run, create_only } => {
+            let key = keys::purge_run(&run.id);
+            if *create_only
+                && tx
+                    .get::<pullback_domain::PurgeRun>(Cf::State, &key)?
+                    .is_some()
+            {
+                return Ok(CommandResponse::refused(format!(
+                    "purge {} already ran",
+                    run.id
+                )));
+            }
+            tx.put(Cf::State, key, run);
+            Ok(CommandResponse::default())
+        }
+        Command::MarkRecommendation {
+            id,
+            by,
+            at,
+            acknowledge,
+            dismiss_until,
+        } => {
+            let key = keys::recommendation(id);
+            let mut marks = tx
+                .get::<pullback_domain::RecommendationMarks>(Cf::State, &key)?
+                .unwrap_or_default();
+            if *acknowledge {
+                marks.acknowledged_by = Some(by.clone());
+                marks.acknowledged_at = Some(*at);
+            }
+            if let Some(until) = dismiss_until {
+                marks.dismissed_by = Some(by.clone());
+                marks.dismissed_until = Some(*until);
+            }
+            tx.put(Cf::State, key, &marks);
+            Ok(CommandResponse::default())
+        }
         Command::Purge {
             closed_before,
             alerts_before,

@@ -312,6 +312,18 @@ pub mod keys {
     pub fn session(token_sha256: &str) -> Vec<u8> {
         format!("session/{token_sha256}").into_bytes()
     }
+    pub fn backup(id: &str) -> Vec<u8> {
+        format!("backup/{id}").into_bytes()
+    }
+    pub fn purge_schedule(name: &str) -> Vec<u8> {
+        format!("purge_schedule/{name}").into_bytes()
+    }
+    pub fn purge_run(id: &str) -> Vec<u8> {
+        format!("purge_run/{id}").into_bytes()
+    }
+    pub fn recommendation(id: &str) -> Vec<u8> {
+        format!("recommendation/{id}").into_bytes()
+    }
     pub fn audit(id: u64) -> Vec<u8> {
         numbered("audit", id)
     }

@@ -317,6 +317,54 @@ impl Reader {
         Ok(out)
     }
 
+    /// Backup runs, by id (ids start with their time, so oldest first).
+    pub fn backups(&self) -> Result<Vec<pullback_domain::BackupRecord>, StoreError> {
+        self.values(Cf::State, b"backup/")
+    }
+
+    pub fn backup(&self, id: &str) -> Result<Option<pullback_domain::BackupRecord>, StoreError> {
+        self.db.get(Cf::State, &keys::backup(id))
+    }
+
+    pub fn purge_schedules(&self) -> Result<Vec<pullback_domain::PurgeSchedule>, StoreError> {
+        self.values(Cf::State, b"purge_schedule/")
+    }
+
+    pub fn purge_runs(&self) -> Result<Vec<pullback_domain::PurgeRun>, StoreError> {
+        let mut runs: Vec<pullback_domain::PurgeRun> = self.values(Cf::State, b"purge_run/")?;
+        runs.sort_by_key(|r| r.started_at);
+        Ok(runs)
+    }
+
+    pub fn recommendation_marks(
+        &self,
+    ) -> Result<Vec<(String, pullback_domain::RecommendationMarks)>, StoreError> {
+        let rows = self.db.scan(Cf::State, b"recommendation/")?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, marks)| {
+                (
+                    String::from_utf8_lossy(&key["recommendation/".len()..]).into(),
+                    marks,
+                )
+            })
+            .collect())
+    }
+
+    /// The size of the store's tables on disk, in bytes.
+    pub fn disk_bytes(&self) -> u64 {
+        Cf::ALL
+            .iter()
+            .filter_map(|cf| {
+                self.db
+                    .rocks()
+                    .property_int_value_cf(self.db.cf(*cf), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+
     fn values<T: serde::de::DeserializeOwned>(
         &self,
         cf: Cf,

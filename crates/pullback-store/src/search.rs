@@ -17,7 +17,7 @@ use std::fmt;
 
 /// Bumped whenever the terms derived from an alert change; a store whose index was built by
 /// another version rebuilds it when it opens or installs a snapshot.
-pub(crate) const INDEX_VERSION: u64 = 1;
+pub(crate) const INDEX_VERSION: u64 = 2;
 pub(crate) const VERSION_KEY: &[u8] = b"search/version";
 
 /// What an alert can be found by.
@@ -85,43 +85,54 @@ fn cut(mut text: String) -> String {
     text
 }
 
-/// Every term an alert is indexed by.
-pub(crate) fn alert_terms(alert: &Alert) -> BTreeSet<(Field, String)> {
-    let body = &alert.body;
+/// The terms one threat of an alert gives: its dashboard link, URL, host and parent domains,
+/// hashes and classification.
+pub fn threat_terms(threat: &pullback_domain::Threat) -> BTreeSet<(Field, String)> {
     let mut terms = BTreeSet::new();
-    terms.insert((Field::Source, alert.source.clone()));
     let mut hosts = BTreeSet::new();
-    for threat in &body.threats {
-        if let Some(url) = threat.dashboard_url.as_deref().and_then(|u| url(u).ok()) {
-            terms.insert((Field::ThreatUrl, url));
+    if let Some(url) = threat
+        .dashboard_url
+        .as_deref()
+        .and_then(|u| threat_url(u).ok())
+    {
+        terms.insert((Field::ThreatUrl, url));
+    }
+    let value = threat.value.as_deref().unwrap_or_default();
+    let is_url =
+        threat.kind == Some(ThreatKind::Url) || value.contains("://") || value.starts_with("www.");
+    if is_url && let Ok(normal) = url(value) {
+        hosts.insert(host_of_normal_url(&normal).to_owned());
+        terms.insert((Field::Url, normal));
+    }
+    if let Some(host) = threat.hostname.as_deref().and_then(|h| host(h).ok()) {
+        hosts.insert(host);
+    }
+    for candidate in [threat.sha256.as_deref(), Some(value)]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(hash) = hash(candidate) {
+            terms.insert((Field::Hash, hash));
         }
-        let value = threat.value.as_deref().unwrap_or_default();
-        let is_url = threat.kind == Some(ThreatKind::Url)
-            || value.contains("://")
-            || value.starts_with("www.");
-        if is_url && let Ok(normal) = url(value) {
-            hosts.insert(host_of_normal_url(&normal).to_owned());
-            terms.insert((Field::Url, normal));
-        }
-        if let Some(host) = threat.hostname.as_deref().and_then(|h| host(h).ok()) {
-            hosts.insert(host);
-        }
-        for candidate in [threat.sha256.as_deref(), Some(value)]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(hash) = hash(candidate) {
-                terms.insert((Field::Hash, hash));
-            }
-        }
-        if let Some(class) = threat.classification.as_deref() {
-            terms.insert((Field::Classification, class.trim().to_lowercase()));
-        }
+    }
+    if let Some(class) = threat.classification.as_deref() {
+        terms.insert((Field::Classification, class.trim().to_lowercase()));
     }
     for host in hosts {
         for suffix in host_suffixes(&host) {
             terms.insert((Field::Host, suffix.to_owned()));
         }
+    }
+    terms
+}
+
+/// Every term an alert is indexed by.
+pub(crate) fn alert_terms(alert: &Alert) -> BTreeSet<(Field, String)> {
+    let body = &alert.body;
+    let mut terms = BTreeSet::new();
+    terms.insert((Field::Source, alert.source.clone()));
+    for threat in &body.threats {
+        terms.extend(threat_terms(threat));
     }
     // TAP events list the hashes of every part of the message.
     if let Some(parts) = body.raw.get("messageParts").and_then(|p| p.as_array()) {
@@ -162,6 +173,17 @@ pub(crate) fn alert_terms(alert: &Alert) -> BTreeSet<(Field, String)> {
 /// no default port, no fragment, no lone trailing slash. `HTTPS://Bücher.example/A` and
 /// `xn--bcher-kva.example/a` are the same.
 pub fn url(raw: &str) -> Result<String, String> {
+    normal_url(raw, false)
+}
+
+/// A threat's page on the TAP dashboard, as [`url`] but keeping the part after `#`: the
+/// dashboard is a single-page application whose links differ only there
+/// (`https://threatinsight.proofpoint.com/#/<org>/threat/u/<id>`).
+pub fn threat_url(raw: &str) -> Result<String, String> {
+    normal_url(raw, true)
+}
+
+fn normal_url(raw: &str, keep_fragment: bool) -> Result<String, String> {
     let text = raw.trim();
     if text.is_empty() {
         return Err("is empty".into());
@@ -186,7 +208,11 @@ pub fn url(raw: &str) -> Result<String, String> {
         }
         None => lower.as_str(),
     };
-    let rest = rest.split('#').next().unwrap_or_default();
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) if keep_fragment => (rest, Some(fragment)),
+        Some((rest, _)) => (rest, None),
+        None => (rest, None),
+    };
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
     // Credentials before the host are not part of where the link goes.
@@ -206,8 +232,12 @@ pub fn url(raw: &str) -> Result<String, String> {
         out.push(':');
         out.push_str(port);
     }
-    if path != "/" {
+    if path != "/" || fragment.is_some() {
         out.push_str(path);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
     }
     Ok(out)
 }
@@ -379,7 +409,7 @@ impl Query {
             };
             let mut term = |field: Field, term: String| query.terms.push((field, cut(term)));
             match name {
-                "threat_url" => term(Field::ThreatUrl, url(value).map_err(fail)?),
+                "threat_url" => term(Field::ThreatUrl, threat_url(value).map_err(fail)?),
                 "url" => term(Field::Url, url(value).map_err(fail)?),
                 "host" => term(Field::Host, host(value).map_err(fail)?),
                 "recipient" => term(Field::Recipient, address(value).map_err(fail)?),
@@ -681,6 +711,18 @@ mod tests {
         assert_eq!(
             url("example.com:8080/a").as_deref(),
             Ok("example.com:8080/a")
+        );
+    }
+
+    #[test]
+    fn dashboard_links_keep_their_fragment() {
+        let a = threat_url("https://threatinsight.proofpoint.com/#/8a7b/threat/u/AAA").unwrap();
+        let b = threat_url("threatinsight.proofpoint.com/#/8a7b/threat/u/BBB").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, "threatinsight.proofpoint.com/#/8a7b/threat/u/aaa");
+        assert_eq!(
+            url("https://example.com/a#b").as_deref(),
+            Ok("example.com/a")
         );
     }
 
