@@ -9,6 +9,7 @@ mod auth;
 mod cluster;
 mod error;
 mod intel;
+mod maintenance;
 mod native;
 mod search;
 mod sources;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     let consistent = Router::new()
         .merge(native::routes())
         .merge(search::routes())
+        .merge(maintenance::routes())
         .merge(users::routes())
         .merge(sources::routes())
         .merge(intel::routes())

@@ -29,6 +29,13 @@ pub struct Config {
     pub match_conditions: Vec<MatchCondition>,
     #[serde(default)]
     pub workers: WorkerConfig,
+    /// Where backups go. Every node that may take one (any node for backups asked through
+    /// its API, the leader for scheduled purges) needs the same targets.
+    #[serde(default)]
+    pub backup_targets: Vec<BackupTargetConfig>,
+    /// Thresholds of the recommendations about size and backups.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     /// Present on a member of a cluster; without it the node runs alone.
     #[serde(default)]
     pub cluster: Option<ClusterSection>,
@@ -144,6 +151,47 @@ fn one() -> u64 {
 }
 
 pub use pullback_domain::Role;
+
+/// A backup target: a local folder or an SFTP server (see `pullback_backup::TargetConfig`),
+/// with how many backups to keep there.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupTargetConfig {
+    pub name: String,
+    /// Backups kept on the target; older ones are removed after each verified backup.
+    #[serde(default = "seven")]
+    pub keep: usize,
+    pub target: pullback_backup::TargetConfig,
+}
+
+fn seven() -> usize {
+    7
+}
+
+/// When the appliance recommends backups and purges.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// The store size this machine is sized for, in GB.
+    pub recommended_store_gb: u64,
+    /// Past this share of the recommended size, a purge is recommended.
+    pub size_warning_percent: u8,
+    /// A verified backup older than this is reported.
+    pub backup_max_age_days: u32,
+    /// With this many alerts kept and no purge scheduled, a schedule is recommended.
+    pub alerts_without_purge: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> MaintenanceConfig {
+        MaintenanceConfig {
+            recommended_store_gb: 100,
+            size_warning_percent: 80,
+            backup_max_age_days: 7,
+            alerts_without_purge: 1_000_000,
+        }
+    }
+}
 
 /// An account defined in the file, with its password's argon2 hash (PHC form), as
 /// `pullback user hash` prints it.
@@ -529,6 +577,20 @@ impl Config {
                 problems.push("node.id must be at least 1".into());
             }
         }
+        for target in &self.backup_targets {
+            if let Err(e) = target.target.validate() {
+                problems.push(format!("backup target {:?}: {e}", target.name));
+            }
+            if target.keep == 0 {
+                problems.push(format!(
+                    "backup target {:?}: keep must be at least 1",
+                    target.name
+                ));
+            }
+        }
+        if !(1..=100).contains(&self.maintenance.size_warning_percent) {
+            problems.push("maintenance.size_warning_percent must be between 1 and 100".into());
+        }
         for user in &self.users {
             if !pullback_domain::valid_user_name(&user.name) {
                 problems.push(format!(
@@ -551,6 +613,10 @@ impl Config {
         let mut seen = BTreeSet::new();
         for user in &self.users {
             unique("user", &user.name, &mut seen);
+        }
+        let mut seen = BTreeSet::new();
+        for target in &self.backup_targets {
+            unique("backup target", &target.name, &mut seen);
         }
         let mut seen = BTreeSet::new();
         for source in &self.sources {

@@ -10,6 +10,7 @@ pub mod backends;
 pub mod cluster;
 pub mod config;
 mod leader;
+pub mod maintenance;
 pub mod metrics;
 mod network;
 mod scripts;
@@ -126,6 +127,8 @@ pub struct Node {
     leader_work: Mutex<Option<LeaderWork>>,
     /// Names of the TAP sources the configuration file defines.
     tap_sources: Vec<String>,
+    /// Backup targets and the thresholds of recommendations.
+    pub maintenance: maintenance::Maintenance,
 }
 
 impl Node {
@@ -143,6 +146,12 @@ impl Node {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", data_dir.display()))?;
+        let maintenance = maintenance::Maintenance::new(
+            &config.backup_targets,
+            config.maintenance.clone(),
+            data_dir,
+        )
+        .map_err(anyhow::Error::msg)?;
         let store_dir = config.node.store_dir();
         tracing::info!(node = id, store = %store_dir.display(), "opening the store");
         let memory = pullback_store::StoreMemory {
@@ -206,6 +215,7 @@ impl Node {
             forward,
             leader_work: Mutex::new(None),
             tap_sources: parts.sources.iter().map(|s| s.name.clone()).collect(),
+            maintenance,
         });
         let leader_raft = raft.clone();
         node.spawn_background(run_groups(grouped, move |commands| {

@@ -351,6 +351,18 @@ impl Reader {
             .collect())
     }
 
+    /// How many records of the state have keys starting with `prefix` (keys only are read).
+    pub fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut iter = self.db.rocks().raw_iterator_cf(self.db.cf(Cf::State));
+        iter.seek(prefix.as_bytes());
+        let mut count = 0;
+        while iter.valid() && iter.key().is_some_and(|k| k.starts_with(prefix.as_bytes())) {
+            count += 1;
+            iter.next();
+        }
+        Ok(count)
+    }
+
     /// The size of the store's tables on disk, in bytes.
     pub fn disk_bytes(&self) -> u64 {
         Cf::ALL

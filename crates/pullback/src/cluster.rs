@@ -69,7 +69,7 @@ pub enum ClusterCommand {
 
 /// How to reach a node's API.
 #[derive(Args)]
-pub struct ApiOptions {
+pub(crate) struct ApiOptions {
     /// A node's configuration: its API address and the cluster CA are taken from it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -351,14 +351,14 @@ fn print_status(status: &ClusterStatus) {
 }
 
 /// A client of one node's API.
-struct ApiClient {
+pub(crate) struct ApiClient {
     base: String,
     key: String,
     client: reqwest::Client,
 }
 
 impl ApiClient {
-    fn new(options: &ApiOptions) -> anyhow::Result<ApiClient> {
+    pub(crate) fn new(options: &ApiOptions) -> anyhow::Result<ApiClient> {
         let config = options.config.as_deref().map(Config::load).transpose()?;
         let base = match (&options.api, &config) {
             (Some(api), _) => api.trim_end_matches('/').to_owned(),
@@ -397,7 +397,7 @@ impl ApiClient {
         })
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -426,7 +426,7 @@ impl ApiClient {
         )
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn send<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,

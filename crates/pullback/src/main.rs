@@ -1,5 +1,6 @@
 //! The `pullback` binary: one node's server, configuration checks, and a self-contained demo.
 
+mod backup;
 mod clear;
 mod cluster;
 mod demo;
@@ -38,6 +39,9 @@ enum Commands {
     /// Analyses reported messages offline (CLEAR), and scores the analysis on labelled mail.
     #[command(subcommand)]
     Clear(clear::ClearCommand),
+    /// Takes, lists and restores backups of the replicated state.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Runs the whole job on built-in sample data, with no outside service.
     Demo(demo::DemoOptions),
     /// Reads a password from standard input and prints the `[[users]]` entry that creates
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             Commands::Cluster(command) => cluster::run(command).await,
             Commands::Clear(command) => clear::run(command),
             Commands::Demo(options) => demo::run(options).await,
+            Commands::Backup(command) => backup::run(command).await,
             Commands::UserHash { name, role } => {
                 if !pullback_domain::valid_user_name(&name) {
                     anyhow::bail!("{name:?} is not a valid user name");
