@@ -179,32 +179,11 @@ async fn a_backup_taken_while_a_cluster_ingests_restores_on_a_fresh_node_exactly
         tls: None,
     }
     .write();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
-        .args([
-            "backup", "restore", "--target", "local", "--id", &id, "--config",
-        ])
-        .arg(&config)
-        .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{said}");
+    let (ok, said) = restore_cli(&config, &id);
+    assert!(ok, "{said}");
     assert!(said.contains(&format!("restored backup {id}")), "{said}");
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
-        .args([
-            "backup", "restore", "--target", "local", "--id", &id, "--config",
-        ])
-        .arg(&config)
-        .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already holds a store"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let (ok, said) = restore_cli(&config, &id);
+    assert!(!ok && said.contains("already holds a store"), "{said}");
 
     let server = Server::start(&config, listen).await;
     let restored = alerts_of(&server.api(ADMIN_KEY)).await;
@@ -363,4 +342,97 @@ async fn a_purge_runs_only_after_its_backup_is_verified() {
     let (status, advice) = admin.get("/api/v1/recommendations").await;
     assert_eq!(status, 200);
     assert!(!advice.to_string().contains("backup-age"), "{advice}");
+}
+
+/// Copies a folder's files (one level deep, as a backup is).
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn restore_cli(config: &Path, id: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
+        .args([
+            "backup", "restore", "--target", "local", "--id", id, "--config",
+        ])
+        .arg(config)
+        .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+/// `tests/data/backups` holds a backup written by an earlier build (data format 1, made
+/// with `POST /api/v1/backups` on 2026-12-05): every later build must restore it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_from_an_earlier_build_restores_and_a_newer_format_is_refused() {
+    const ID: &str = "20261205T005732Z-n1";
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/backups");
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    copy_folder(&fixture.join(ID), &backups.join(ID));
+    // The same backup, as a newer release would have written it.
+    let newer_id = "20991231T000000Z-n1";
+    copy_folder(&fixture.join(ID), &backups.join(newer_id));
+    let manifest = backups.join(newer_id).join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text
+        .replace("\"data_format\": 1", "\"data_format\": 7")
+        .replace(ID, newer_id);
+    std::fs::write(&manifest, text).unwrap();
+
+    let (_tap, tap) = start_tap().await;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = NodeConfig {
+        dir: dir.path(),
+        listen,
+        tap,
+        mailboxes: local_target("local", &backups),
+        worker_concurrency: 2,
+        tls: None,
+    }
+    .write();
+    let (ok, said) = restore_cli(&config, newer_id);
+    assert!(!ok, "{said}");
+    assert!(said.contains("data format 7"), "{said}");
+    assert!(said.contains("reads formats up to 1"), "{said}");
+
+    let (ok, said) = restore_cli(&config, ID);
+    assert!(ok, "{said}");
+    let server = Server::start(&config, listen).await;
+    let admin = server.api(ADMIN_KEY);
+    let alerts = alerts_of(&admin).await;
+    let keys: Vec<&Value> = alerts.values().map(|a| &a[0]).collect();
+    assert_eq!(keys, [&json!("id:f1"), &json!("id:f2")]);
+    let (status, incident) = admin.get("/api/v1/incidents/1").await;
+    assert_eq!(status, 200, "{incident}");
+    assert_eq!(incident["jobs"][0]["dry_run"], true, "{incident}");
+    let (_, found) = admin.get("/api/v1/search?host=evil.test").await;
+    assert_eq!(found["alerts"][0]["alert_id"], 1, "{found}");
+    // A damaged copy is refused before anything is restored.
+    let damaged = dir.path().join("damaged");
+    copy_folder(&fixture.join(ID), &damaged.join(ID));
+    let sst = damaged.join(ID).join("000009.sst");
+    let mut bytes = std::fs::read(&sst).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&sst, bytes).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        dir: other.path(),
+        listen,
+        tap,
+        mailboxes: local_target("local", &damaged),
+        worker_concurrency: 2,
+        tls: None,
+    }
+    .write();
+    let (ok, said) = restore_cli(&config, ID);
+    assert!(!ok, "{said}");
+    assert!(said.contains("000009.sst"), "{said}");
+    assert!(!other.path().join("node/db/CURRENT").exists());
 }
