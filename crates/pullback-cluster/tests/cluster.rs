@@ -116,6 +116,10 @@ fn condition(name: &str) -> MatchCondition {
         recipient_domains: vec![],
         exclude_recipients: vec![],
         exclude_senders: vec![],
+        recipient_groups: vec![],
+        exclude_recipient_groups: vec![],
+        recipient_attributes: vec![],
+        recipient_object_classes: vec![],
         responses: vec![Response::Incident],
         stop: false,
     }

@@ -145,6 +145,17 @@ pub enum Command {
         acknowledge: bool,
         dismiss_until: Option<Timestamp>,
     },
+    /// Adds records to the directory import `import`, which is not in force yet.
+    StageDirectory {
+        import: String,
+        records: Vec<crate::DirectoryRecord>,
+    },
+    /// Records a directory import's outcome; `make_current` puts the import in force and
+    /// drops every other.
+    RecordDirectoryRun {
+        run: crate::DirectoryRun,
+        make_current: bool,
+    },
     /// Records a change made outside the state machine (a membership change, a join token
     /// handed out, an uploaded export) so that it reaches the audit log as `action`. Changes
     /// nothing else.
@@ -219,6 +230,8 @@ impl Command {
             Command::UseJoinToken { .. } => "use_join_token",
             Command::Note { .. } => "note",
             Command::Purge { .. } => "purge",
+            Command::StageDirectory { .. } => "stage_directory",
+            Command::RecordDirectoryRun { .. } => "directory_import",
             Command::PutBackupRecord { .. } => "backup",
             Command::PutPurgeSchedule { .. } => "put_purge_schedule",
             Command::DeletePurgeSchedule { .. } => "delete_purge_schedule",
@@ -292,6 +305,17 @@ impl Command {
             }
             Command::UseJoinToken { node_id, .. } => format!("node {node_id}"),
             Command::Note { detail, .. } => detail.clone(),
+            Command::StageDirectory { import, records } => {
+                format!("import {import}: {} records", records.len())
+            }
+            Command::RecordDirectoryRun { run, make_current } => format!(
+                "import {}: {}, {} people, {} groups{}",
+                run.id,
+                run.state,
+                run.people,
+                run.groups,
+                if *make_current { ", now in force" } else { "" }
+            ),
             Command::PutBackupRecord { record } => format!(
                 "backup {} to {}: {}",
                 record.id, record.target, record.stage

@@ -7,6 +7,7 @@ pub mod access;
 pub mod alert;
 pub mod command;
 pub mod cron;
+pub mod directory;
 pub mod incident;
 pub mod maintenance;
 pub mod match_condition;
@@ -18,11 +19,12 @@ pub mod versioned;
 pub use access::{AuditEntry, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse, Removed, Secret};
+pub use directory::{DirectoryKind, DirectoryLookup, DirectoryRecord, DirectoryRun, NoDirectory};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};
 pub use maintenance::{
     BackupRecord, BackupState, PurgeRun, PurgeSchedule, PurgeState, RecommendationMarks,
 };
-pub use match_condition::{MatchCondition, Response};
+pub use match_condition::{AttributeTest, MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{
     JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,

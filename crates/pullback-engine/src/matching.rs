@@ -1,6 +1,9 @@
 //! Matching alerts against match conditions.
 
-use pullback_domain::{AlertDraft, MatchCondition, Response};
+use pullback_domain::{
+    AlertDraft, DirectoryLookup, DirectoryRecord, MatchCondition, NoDirectory, Response,
+};
+use std::collections::BTreeMap;
 
 /// What the match conditions decided for one alert.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -13,10 +16,51 @@ pub struct Decision {
     pub dry_run: bool,
     /// Recipients a matching condition excluded from any action.
     pub excluded: Vec<String>,
+    /// Directory groups whose members a matching condition excluded from any action; checked
+    /// again for the members of a distribution list when it is expanded.
+    pub excluded_groups: Vec<String>,
 }
 
-/// Evaluates every enabled condition in priority order (then by name, for a stable order).
+/// The directory records of an alert's recipients, looked up once.
+struct Recipients<'a> {
+    directory: &'a dyn DirectoryLookup,
+    records: BTreeMap<String, Option<DirectoryRecord>>,
+}
+
+impl Recipients<'_> {
+    fn record(&mut self, address: &str) -> Option<&DirectoryRecord> {
+        let directory = self.directory;
+        self.records
+            .entry(address.to_owned())
+            .or_insert_with(|| directory.lookup(address))
+            .as_ref()
+    }
+
+    fn any(&mut self, alert: &AlertDraft, mut test: impl FnMut(&DirectoryRecord) -> bool) -> bool {
+        alert
+            .recipients
+            .iter()
+            .any(|r| self.record(r).is_some_and(&mut test))
+    }
+}
+
+/// Evaluates every enabled condition in priority order (then by name, for a stable order),
+/// without a directory.
 pub fn evaluate(conditions: &[MatchCondition], source: &str, alert: &AlertDraft) -> Decision {
+    evaluate_with(conditions, source, alert, &NoDirectory)
+}
+
+/// Evaluates every enabled condition, answering directory tests from `directory`.
+pub fn evaluate_with(
+    conditions: &[MatchCondition],
+    source: &str,
+    alert: &AlertDraft,
+    directory: &dyn DirectoryLookup,
+) -> Decision {
+    let mut recipients = Recipients {
+        directory,
+        records: BTreeMap::new(),
+    };
     let mut ordered: Vec<&MatchCondition> = conditions.iter().filter(|c| c.enabled).collect();
     ordered.sort_by(|a, b| {
         a.priority
@@ -27,7 +71,9 @@ pub fn evaluate(conditions: &[MatchCondition], source: &str, alert: &AlertDraft)
     let mut decision = Decision::default();
     let mut real_quarantine = false;
     for condition in ordered {
-        if !matches(condition, source, alert) {
+        if !matches(condition, source, alert)
+            || !directory_matches(condition, alert, &mut recipients)
+        {
             continue;
         }
         decision.matched.push(condition.name.clone());
@@ -43,6 +89,19 @@ pub fn evaluate(conditions: &[MatchCondition], source: &str, alert: &AlertDraft)
             let excluded = excluded.trim().to_ascii_lowercase();
             if !decision.excluded.contains(&excluded) {
                 decision.excluded.push(excluded);
+            }
+        }
+        for group in &condition.exclude_recipient_groups {
+            if !decision.excluded_groups.contains(group) {
+                decision.excluded_groups.push(group.clone());
+            }
+            for recipient in &alert.recipients {
+                let in_group = recipients
+                    .record(recipient)
+                    .is_some_and(|r| r.in_group(group));
+                if in_group && !decision.excluded.contains(recipient) {
+                    decision.excluded.push(recipient.clone());
+                }
             }
         }
         if condition.stop {
@@ -77,6 +136,29 @@ fn matches(condition: &MatchCondition, source: &str, alert: &AlertDraft) -> bool
             let suffix = format!("@{}", d.trim().trim_start_matches('@').to_ascii_lowercase());
             alert.recipients.iter().any(|r| r.ends_with(&suffix))
         })
+}
+
+/// The directory filters: each passes when it is empty or when some recipient passes it.
+fn directory_matches(
+    condition: &MatchCondition,
+    alert: &AlertDraft,
+    recipients: &mut Recipients<'_>,
+) -> bool {
+    (condition.recipient_groups.is_empty()
+        || recipients.any(alert, |r| {
+            condition.recipient_groups.iter().any(|g| r.in_group(g))
+        }))
+        && (condition.recipient_object_classes.is_empty()
+            || recipients.any(alert, |r| {
+                condition
+                    .recipient_object_classes
+                    .iter()
+                    .any(|c| r.has_class(c))
+            }))
+        && (condition.recipient_attributes.is_empty()
+            || recipients.any(alert, |r| {
+                condition.recipient_attributes.iter().all(|t| t.passes(r))
+            }))
 }
 
 /// Whether the sender is an excluded address, or in an excluded `@domain`.

@@ -1,7 +1,10 @@
 //! Planning quarantines: which recipients of which message to act on.
 
 use crate::Decision;
-use pullback_domain::{AlertDraft, AlertKind, MessageFingerprint, MessageId, TimeWindow};
+use pullback_domain::{
+    AlertDraft, AlertKind, DirectoryKind, DirectoryLookup, MessageFingerprint, MessageId,
+    NoDirectory, TimeWindow,
+};
 
 /// A quarantine the state machine should record as a job.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +27,17 @@ pub fn plan_quarantine(
     decision: &Decision,
     already_planned: impl Fn(&MessageId, &str) -> bool,
 ) -> Option<JobPlan> {
+    plan_quarantine_with(alert, decision, already_planned, &NoDirectory)
+}
+
+/// [`plan_quarantine`] with a directory: a recipient that is a distribution list is replaced
+/// by its members (nested lists included), each of them subject to the same exclusions.
+pub fn plan_quarantine_with(
+    alert: &AlertDraft,
+    decision: &Decision,
+    already_planned: impl Fn(&MessageId, &str) -> bool,
+    directory: &dyn DirectoryLookup,
+) -> Option<JobPlan> {
     if !decision.quarantine {
         return None;
     }
@@ -39,8 +53,24 @@ pub fn plan_quarantine(
         .is_none()
         .then(|| "the alert carries no Message-ID, so the message cannot be looked up".to_owned());
     let mut recipients = Vec::new();
+    let mut expanded: Vec<String> = Vec::new();
     for recipient in &alert.recipients {
+        match directory.lookup(recipient) {
+            Some(list) if list.kind == Some(DirectoryKind::Group) && !list.members.is_empty() => {
+                expanded.extend(list.members.iter().cloned());
+            }
+            _ => expanded.push(recipient.clone()),
+        }
+    }
+    for recipient in &expanded {
         if decision.excluded.contains(recipient) {
+            continue;
+        }
+        let excluded_by_group = !decision.excluded_groups.is_empty()
+            && directory
+                .lookup(recipient)
+                .is_some_and(|r| decision.excluded_groups.iter().any(|g| r.in_group(g)));
+        if excluded_by_group {
             continue;
         }
         if let Some(id) = &alert.message_id

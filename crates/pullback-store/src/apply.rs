@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 pub(crate) struct Tx<'a> {
     db: &'a Db,
     writes: BTreeMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
+    /// Key ranges to delete, applied before the writes. Reads in the same batch do not see
+    /// them, so only ranges nothing else in the batch reads may go here.
+    ranges: Vec<(Cf, Vec<u8>, Vec<u8>)>,
 }
 
 impl<'a> Tx<'a> {
@@ -24,6 +27,7 @@ impl<'a> Tx<'a> {
         Tx {
             db,
             writes: BTreeMap::new(),
+            ranges: Vec::new(),
         }
     }
 
@@ -54,6 +58,12 @@ impl<'a> Tx<'a> {
 
     pub(crate) fn db(&self) -> &'a Db {
         self.db
+    }
+
+    pub(crate) fn delete_range(&mut self, cf: Cf, from: Vec<u8>, to: Vec<u8>) {
+        self.writes
+            .retain(|(c, key), _| *c != cf || key.as_slice() < from.as_slice() || key >= &to);
+        self.ranges.push((cf, from, to));
     }
 
     pub(crate) fn delete(&mut self, cf: Cf, key: Vec<u8>) {
@@ -88,6 +98,9 @@ impl<'a> Tx<'a> {
 
     pub(crate) fn into_batch(self) -> WriteBatch {
         let mut batch = WriteBatch::default();
+        for (cf, from, to) in self.ranges {
+            batch.delete_range_cf(self.db.cf(cf), from, to);
+        }
         for ((cf, key), value) in self.writes {
             match value {
                 Some(bytes) => batch.put_cf(self.db.cf(cf), key, bytes),
@@ -284,6 +297,29 @@ pub(crate) fn apply(
             Ok(CommandResponse::default())
         }
         Command::Note { .. } => Ok(CommandResponse::default()),
+        Command::StageDirectory { import, records } => {
+            for record in records {
+                for address in &record.addresses {
+                    let key = crate::directory::record_key(import, &address.to_ascii_lowercase());
+                    tx.put(Cf::State, key, record);
+                }
+            }
+            Ok(CommandResponse::default())
+        }
+        Command::RecordDirectoryRun { run, make_current } => {
+            if *make_current {
+                tx.put(Cf::State, crate::directory::CURRENT.to_vec(), &run.id);
+                // Every other generation goes: the previous import and any left unfinished.
+                let own = crate::directory::record_key(&run.id, "");
+                let mut after = own.clone();
+                after.pop();
+                after.push(1);
+                tx.delete_range(Cf::State, b"dir/".to_vec(), own);
+                tx.delete_range(Cf::State, after, b"dir0".to_vec());
+            }
+            tx.put(Cf::State, crate::directory::run_key(&run.id), run);
+            Ok(CommandResponse::default())
+        }
         Command::PutBackupRecord { record } => {
             tx.put(Cf::State, keys::backup(&record.id), record);
             Ok(CommandResponse::default())
@@ -555,7 +591,8 @@ fn ingest(
         }
 
         condemn(tx, draft, id);
-        let decision = pullback_engine::evaluate(&conditions, source, draft);
+        let directory = crate::directory::StoredDirectory::new(tx.db)?;
+        let decision = pullback_engine::evaluate_with(&conditions, source, draft, &directory);
         let mut alert = Alert {
             id,
             source: source.to_owned(),
@@ -570,10 +607,15 @@ fn ingest(
                 response.incidents.push(incident.id);
             }
             alert.incident_id = Some(incident.id);
-            let plan = pullback_engine::plan_quarantine(draft, &decision, |message, recipient| {
-                tx.exists(Cf::Index, &keys::planned(message.as_str(), recipient))
-                    .unwrap_or(false)
-            });
+            let plan = pullback_engine::plan_quarantine_with(
+                draft,
+                &decision,
+                |message, recipient| {
+                    tx.exists(Cf::Index, &keys::planned(message.as_str(), recipient))
+                        .unwrap_or(false)
+                },
+                &directory,
+            );
             if let Some(plan) = plan {
                 let job_id = create_job(tx, &incident, &alert, plan, at)?;
                 incident.job_ids.push(job_id);
@@ -646,7 +688,9 @@ fn override_verdict(
         threat.classification = Some(disposition.to_owned());
     }
     let conditions = tx.conditions()?;
-    let decision = pullback_engine::evaluate(&conditions, &alert.source, &alert.body);
+    let directory = crate::directory::StoredDirectory::new(tx.db)?;
+    let decision =
+        pullback_engine::evaluate_with(&conditions, &alert.source, &alert.body, &directory);
     let mut response = CommandResponse::default();
     let mut incident = match alert.incident_id {
         Some(id) => tx.get::<Incident>(Cf::State, &keys::incident(id))?,
@@ -666,11 +710,15 @@ fn override_verdict(
         }
     }
     if let Some(incident) = incident.as_mut() {
-        let plan =
-            pullback_engine::plan_quarantine(&alert.body, &decision, |message, recipient| {
+        let plan = pullback_engine::plan_quarantine_with(
+            &alert.body,
+            &decision,
+            |message, recipient| {
                 tx.exists(Cf::Index, &keys::planned(message.as_str(), recipient))
                     .unwrap_or(false)
-            });
+            },
+            &directory,
+        );
         if let Some(plan) = plan {
             let job_id = create_job(tx, incident, &alert, plan, at)?;
             incident.job_ids.push(job_id);

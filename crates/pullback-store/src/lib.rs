@@ -10,6 +10,7 @@
 mod apply;
 pub mod backup;
 mod db;
+mod directory;
 mod log_store;
 mod purge;
 mod read;

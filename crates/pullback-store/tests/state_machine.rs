@@ -96,6 +96,10 @@ fn quarantine_phish() -> Command {
             recipient_domains: vec![],
             exclude_recipients: vec!["soc@x".into()],
             exclude_senders: vec![],
+            recipient_groups: vec![],
+            exclude_recipient_groups: vec![],
+            recipient_attributes: vec![],
+            recipient_object_classes: vec![],
             responses: vec![Response::Quarantine],
             stop: false,
         },
@@ -934,4 +938,114 @@ async fn a_checkpoint_restores_into_a_store_of_its_own_and_a_newer_format_is_ref
     let newer =
         pullback_store::backup::restore(&checkpoint, &dir.path().join("other")).unwrap_err();
     assert!(newer.to_string().contains("data format 9"), "{newer}");
+}
+
+fn person(address: &str, groups: &[&str], title: &str) -> pullback_domain::DirectoryRecord {
+    pullback_domain::DirectoryRecord {
+        dn: format!("uid={address},ou=people,dc=corp"),
+        kind: Some(pullback_domain::DirectoryKind::Person),
+        object_classes: vec!["inetOrgPerson".into(), "pullbackPerson".into()],
+        addresses: vec![address.into()],
+        title: Some(title.into()),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn directory_run(id: &str) -> Command {
+    Command::RecordDirectoryRun {
+        run: pullback_domain::DirectoryRun {
+            id: id.into(),
+            state: "done".into(),
+            ..Default::default()
+        },
+        make_current: true,
+    }
+}
+
+#[tokio::test]
+async fn the_directory_expands_lists_excludes_groups_and_feeds_match_conditions() {
+    let mut h = Harness::new();
+    let list = pullback_domain::DirectoryRecord {
+        dn: "cn=all-staff,ou=groups,dc=corp".into(),
+        kind: Some(pullback_domain::DirectoryKind::Group),
+        addresses: vec!["all@x".into()],
+        members: vec!["a@x".into(), "b@x".into(), "soc@x".into(), "sec@x".into()],
+        ..Default::default()
+    };
+    let records = vec![
+        person("a@x", &["finance"], "Clerk"),
+        person("b@x", &["executives", "finance"], "VP of Finance"),
+        person("sec@x", &["security-team"], "Analyst"),
+        list,
+    ];
+    // Staged but not in force: nothing changes yet.
+    h.apply(Command::StageDirectory {
+        import: "i1".into(),
+        records,
+    })
+    .await;
+    assert!(h.reader.directory_lookup("a@x").unwrap().is_none());
+    h.apply(directory_run("i1")).await;
+    assert_eq!(
+        h.reader
+            .directory_lookup("B@X")
+            .unwrap()
+            .unwrap()
+            .title
+            .as_deref(),
+        Some("VP of Finance")
+    );
+
+    let mut condition = match quarantine_phish() {
+        Command::PutMatchCondition { condition } => condition,
+        _ => unreachable!(),
+    };
+    condition.exclude_recipient_groups = vec!["security-team".into()];
+    h.apply(Command::PutMatchCondition {
+        condition: condition.clone(),
+    })
+    .await;
+    let mut executives = condition.clone();
+    executives.name = "executives".into();
+    executives.responses = vec![pullback_domain::Response::Incident];
+    executives.recipient_attributes = vec![pullback_domain::AttributeTest {
+        name: "title".into(),
+        equals: None,
+        matches: Some("vp*".into()),
+    }];
+    h.apply(Command::PutMatchCondition {
+        condition: executives,
+    })
+    .await;
+
+    // A phish to the list reaches each member but the security team and the SOC box.
+    let response = h
+        .apply(ingest(vec![draft("d1", "<d1@x>", &["all@x"], "phish")]))
+        .await;
+    let job = h.reader.job(response.jobs[0]).unwrap().unwrap();
+    let mut reached: Vec<&str> = job.results.iter().map(|r| r.recipient.as_str()).collect();
+    reached.sort();
+    assert_eq!(reached, ["a@x", "b@x"]);
+    let alert = h.reader.alert(response.alerts[0]).unwrap().unwrap();
+    assert_eq!(
+        alert.matched,
+        ["phish"],
+        "no VP among the alert's own recipients"
+    );
+    let response = h
+        .apply(ingest(vec![draft("d2", "<d2@x>", &["b@x"], "phish")]))
+        .await;
+    let alert = h.reader.alert(response.alerts[0]).unwrap().unwrap();
+    assert_eq!(alert.matched, ["executives", "phish"]);
+
+    // A new import replaces the old one whole.
+    h.apply(Command::StageDirectory {
+        import: "i2".into(),
+        records: vec![person("a@x", &[], "Clerk")],
+    })
+    .await;
+    h.apply(directory_run("i2")).await;
+    assert!(h.reader.directory_lookup("b@x").unwrap().is_none());
+    assert!(h.reader.directory_lookup("a@x").unwrap().is_some());
 }
