@@ -7,7 +7,7 @@ use crate::manifest::{
     check_relative_path,
 };
 use crate::progress::{Meter, ProgressFn, Stage, run_blocking};
-use crate::stream::{Streamed, run_parallel, stream_file};
+use crate::stream::{Streamed, run_parallel, stream_file, syncing_while};
 use crate::{BackupError, FileEntry, Manifest, STALE_PARTIAL_AFTER};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -225,8 +225,8 @@ pub(crate) fn walk_source(source: &Path) -> Result<Vec<SourceFile>, BackupError>
     Ok(files)
 }
 
-/// Copies `files` into `folder`, largest first, several at once; returns their entries in
-/// path order.
+/// Copies `files` into `folder`, largest first, several at once, and syncs them to disk;
+/// returns their entries in path order.
 fn copy_into(
     folder: &Path,
     files: &[SourceFile],
@@ -235,16 +235,15 @@ fn copy_into(
     create_parents(folder, files.iter().map(|f| f.relative.as_str()))?;
     let mut order: Vec<&SourceFile> = files.iter().collect();
     order.sort_by_key(|f| std::cmp::Reverse(f.size));
-    let results = run_parallel(&order, meter, |file, buffers, meter| {
-        stream_file(
-            &file.path,
-            Some(&folder.join(&file.relative)),
-            file.size,
-            buffers,
-            meter,
-        )
-    });
-    let streamed = first_error(results)?;
+    let streamed = syncing_while(|sync| {
+        let results = run_parallel(&order, meter, |file, buffers, meter| {
+            let dest = folder.join(&file.relative);
+            let streamed = stream_file(&file.path, Some(&dest), file.size, buffers, meter)?;
+            sync(dest);
+            Ok(streamed)
+        });
+        first_error(results)
+    })?;
     let mut entries: Vec<FileEntry> = order
         .iter()
         .zip(streamed)
@@ -477,13 +476,17 @@ fn fetch(root: &Path, id: &str, into: &Path, meter: &Meter) -> Result<Manifest, 
     let fetched = create_parents(into, manifest.files.iter().map(|f| f.path.as_str()))
         .and_then(|()| {
             let order = largest_first(&manifest);
-            let results = run_parallel(&order, meter, |entry, buffers, meter| {
-                let dest = into.join(&entry.path);
-                let source = folder.join(&entry.path);
-                let streamed = stream_file(&source, Some(&dest), entry.size, buffers, meter)?;
-                check_streamed(&manifest, entry, &streamed)
-            });
-            first_error(in_manifest_order(&manifest, &order, results))
+            syncing_while(|sync| {
+                let results = run_parallel(&order, meter, |entry, buffers, meter| {
+                    let dest = into.join(&entry.path);
+                    let source = folder.join(&entry.path);
+                    let streamed = stream_file(&source, Some(&dest), entry.size, buffers, meter)?;
+                    check_streamed(&manifest, entry, &streamed)?;
+                    sync(dest);
+                    Ok(())
+                });
+                first_error(in_manifest_order(&manifest, &order, results))
+            })
         })
         .and_then(|_| sync_folders(into, manifest.files.iter().map(|f| f.path.as_str())));
     if let Err(e) = fetched {

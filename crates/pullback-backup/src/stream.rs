@@ -8,10 +8,10 @@ use crate::progress::Meter;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread;
 
 /// The size of one chunk of content: large enough that a system call moves a lot, small
@@ -24,6 +24,10 @@ const BUFFERS: usize = 4;
 
 /// The most files moved at once.
 const MAX_WORKERS: usize = 4;
+
+/// The threads syncing copied files to disk while later files are copied. Waiting for the
+/// disk takes no processor time.
+const SYNCERS: usize = 4;
 
 /// A buffer and how many of its bytes hold content.
 type Chunk = (Vec<u8>, usize);
@@ -47,8 +51,8 @@ impl Buffers {
     }
 }
 
-/// Reads `source` to its end, hashing it, and writes it to the new file `dest` (synced to
-/// disk before returning) when one is given. `size_hint` is the size the file had when it was
+/// Reads `source` to its end, hashing it, and writes it to the new file `dest` when one is
+/// given. The copy is not synced to disk: see [`syncing_while`]. `size_hint` is the size the file had when it was
 /// listed; small files take a path without threads.
 pub(crate) fn stream_file(
     source: &Path,
@@ -136,9 +140,6 @@ fn stream_small(
     };
     buffers.0.push(buf);
     result?;
-    if let Some((file, path)) = output {
-        file.sync_all().map_err(io_error("syncing", path))?;
-    }
     Ok(Streamed {
         size,
         sha256: hex::encode(hasher.finalize()),
@@ -196,7 +197,7 @@ fn hash_stage(
     hasher.finalize().into()
 }
 
-/// Writes chunks in order, then syncs the file to disk.
+/// Writes chunks in order.
 fn write_stage(
     chunks: Receiver<Chunk>,
     mut output: File,
@@ -211,7 +212,7 @@ fn write_stage(
         meter.add(n as u64);
         let _ = free.send(buf);
     }
-    output.sync_all().map_err(io_error("syncing", dest))
+    Ok(())
 }
 
 /// Reads until `buf` is full or the file ends; fewer bytes than `buf` holds means the end.
@@ -277,4 +278,47 @@ fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
     handle
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Runs `work` with a function that queues a written file to be synced to disk. A few
+/// threads sync queued files while the work goes on, so the disk writes out one file while
+/// the next is copied. Returns once every queued file is synced: the work's error first, then
+/// the first failed sync.
+pub(crate) fn syncing_while<T>(
+    work: impl FnOnce(&(dyn Fn(PathBuf) + Sync)) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    let (queue, queued) = channel::<PathBuf>();
+    let queued = Mutex::new(queued);
+    let failure = Mutex::new(None);
+    let result = thread::scope(|scope| {
+        for _ in 0..SYNCERS {
+            scope.spawn(|| {
+                loop {
+                    // The lock is held only while waiting, one syncer at a time.
+                    let next = queued.lock().expect("no syncer panics").recv();
+                    let Ok(path) = next else {
+                        return;
+                    };
+                    // A read-only handle is enough: fsync writes out the file's data
+                    // whichever handle asks.
+                    if let Err(e) = File::open(&path).and_then(|file| file.sync_all()) {
+                        let mut failure = failure.lock().expect("no syncer panics");
+                        failure.get_or_insert(io_error("syncing", &path)(e));
+                    }
+                }
+            });
+        }
+        let sync = move |path: PathBuf| {
+            // The syncers only stop once this function is dropped.
+            let _ = queue.send(path);
+        };
+        let result = work(&sync);
+        // Ends the queue: the syncers finish what is queued and stop.
+        drop(sync);
+        result
+    })?;
+    match failure.into_inner().expect("no syncer panicked") {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
 }
