@@ -12,6 +12,7 @@ use pullback_domain::{
 };
 use pullback_node::Role;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -83,11 +84,43 @@ async fn list_alerts(
     Ok(Json(page(alerts, query.offset, query.limit)))
 }
 
-async fn get_alert(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResult<Json<Alert>> {
-    let alert = state.node.reader().alert(id)?;
-    Ok(Json(alert.ok_or_else(|| {
-        ApiError::not_found(format!("alert {id}"))
-    })?))
+/// An alert with what the directory knows about its recipients.
+#[derive(Serialize)]
+struct AlertView {
+    #[serde(flatten)]
+    alert: Alert,
+    /// Directory records by recipient address; recipients the directory does not know are
+    /// left out.
+    directory: BTreeMap<String, pullback_domain::DirectoryRecord>,
+}
+
+/// Looks up each address once in the directory.
+pub(crate) fn directory_of<'a>(
+    reader: &pullback_store::Reader,
+    addresses: impl IntoIterator<Item = &'a String>,
+) -> ApiResult<BTreeMap<String, pullback_domain::DirectoryRecord>> {
+    let mut found = BTreeMap::new();
+    for address in addresses {
+        if found.contains_key(address) {
+            continue;
+        }
+        if let Some(record) = reader.directory_lookup(address)? {
+            found.insert(address.clone(), record);
+        }
+    }
+    Ok(found)
+}
+
+async fn get_alert(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<AlertView>> {
+    let reader = state.node.reader();
+    let alert = reader
+        .alert(id)?
+        .ok_or_else(|| ApiError::not_found(format!("alert {id}")))?;
+    let directory = directory_of(reader, &alert.body.recipients)?;
+    Ok(Json(AlertView { alert, directory }))
 }
 
 #[derive(Deserialize)]
@@ -126,6 +159,8 @@ struct IncidentView {
     incident: Incident,
     /// What the analyses of its reported messages found (CLEAR), one summary each.
     description: String,
+    /// Directory records of the alerts' recipients and the jobs' recipients, by address.
+    directory: BTreeMap<String, pullback_domain::DirectoryRecord>,
     alerts: Vec<Alert>,
     jobs: Vec<QuarantineJob>,
 }
@@ -148,8 +183,14 @@ async fn get_incident(
         .iter()
         .filter_map(|j| reader.job(*j).transpose());
     let jobs = jobs.collect::<Result<Vec<_>, _>>()?;
+    let addresses = alerts.iter().flat_map(|a| a.body.recipients.iter()).chain(
+        jobs.iter()
+            .flat_map(|j| j.results.iter().map(|r| &r.recipient)),
+    );
+    let directory = directory_of(reader, addresses)?;
     Ok(Json(IncidentView {
         incident,
+        directory,
         description: crate::search::description(&alerts),
         alerts,
         jobs,
