@@ -32,6 +32,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
     ("/ui/search.js", JAVASCRIPT, include_str!("../ui/search.js")),
     ("/ui/admin.js", JAVASCRIPT, include_str!("../ui/admin.js")),
+    (
+        "/ui/maintenance.js",
+        JAVASCRIPT,
+        include_str!("../ui/maintenance.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../ui/index.html");

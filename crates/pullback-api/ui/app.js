@@ -1,6 +1,6 @@
-// Pullback UI: the shell (sign-in, navigation, routing) and the small pages: dashboard,
-// cluster and audit log. The pages about incidents, search and administration live in their
-// own modules.
+// Pullback UI: the shell (sign-in, navigation, routing, the recommendations above every page)
+// and the small pages: dashboard, cluster and audit log. The pages about incidents, search,
+// administration, backups and purges live in their own modules.
 //
 // Routes are in the URL's fragment (#/incidents/7), so the server serves one page and the
 // browser's back button works. Every page renders into <main> from API answers; a page
@@ -8,12 +8,13 @@
 
 import {
   session, can, api, onSignedOut, h, replace, link, badge, time, table, facts, section, notice,
-  parseQuery, buildQuery, text, actionButton, pager, roleLabel,
+  parseQuery, buildQuery, text, actionButton, pager, roleLabel, formatTime,
 } from "./dom.js";
 import { barChart } from "./charts.js";
 import { incidentList, incidentPage, alertPage } from "./incidents.js";
 import { searchPage } from "./search.js";
 import { sourcesPage, conditionsPage, usersPage } from "./admin.js";
+import { backupsPage, purgesPage, recommendationsBanner, refreshRecommendations } from "./maintenance.js";
 
 const NAV = [
   { route: "/dashboard", label: "Dashboard", test: "nav-dashboard" },
@@ -22,6 +23,8 @@ const NAV = [
   { route: "/sources", label: "Sources", test: "nav-sources" },
   { route: "/conditions", label: "Match conditions", test: "nav-conditions" },
   { route: "/cluster", label: "Cluster", test: "nav-cluster" },
+  { route: "/backups", label: "Backups", test: "nav-backups" },
+  { route: "/purges", label: "Purges", test: "nav-purges" },
   { route: "/audit", label: "Audit log", test: "nav-audit" },
   { route: "/users", label: "Users", test: "nav-users", role: "admin" },
 ];
@@ -36,6 +39,8 @@ const ROUTES = [
   ["/sources", sourcesPage],
   ["/conditions", conditionsPage],
   ["/cluster", clusterPage],
+  ["/backups", backupsPage],
+  ["/purges", purgesPage],
   ["/audit", auditPage],
   ["/users", usersPage],
   ["/password", passwordPage],
@@ -86,6 +91,7 @@ async function render() {
   const found = match(path);
   const shell = showShell(path);
   const main = shell.main;
+  refreshRecommendations();
   if (!found) {
     replace(main, h("h1", {}, "Not found"), notice("error", `There is no page ${path}.`));
     return;
@@ -143,7 +149,8 @@ function showShell(path) {
     );
     const main = h("main", { id: "main", class: "main" });
     const header = h("header", { class: "topbar" }, h("a", { class: "brand", href: "#/dashboard" }, "Pullback"), userBox);
-    replace(root, header, h("div", { class: "layout" }, nav, main));
+    const content = h("div", { class: "content" }, recommendationsBanner(navigate), main);
+    replace(root, header, h("div", { class: "layout" }, nav, content));
     shellElements = { main, nav };
   }
   for (const a of shellElements.nav.querySelectorAll("a")) {
@@ -222,11 +229,12 @@ onSignedOut((message) => {
 
 async function dashboardPage(ctx) {
   const days = Number(ctx.query.days) || 30;
-  const [stats, open, sources, cluster] = await Promise.all([
+  const [stats, open, sources, cluster, backups] = await Promise.all([
     api("GET", `/api/v1/stats?days=${days}`),
     api("GET", "/api/v1/incidents?state=open&limit=200"),
     api("GET", "/api/v1/sources").catch(() => []),
     api("GET", "/api/v1/cluster").catch(() => null),
+    api("GET", "/api/v1/backups").catch(() => null),
   ]);
   if (!ctx.alive()) return;
   const series = stats.days ?? [];
@@ -235,6 +243,7 @@ async function dashboardPage(ctx) {
   const pending = open.items.reduce((n, i) => n + (i.quarantine?.pending ?? 0), 0);
   const failed = open.items.reduce((n, i) => n + (i.quarantine?.failed ?? 0), 0);
   const failing = sources.filter((s) => s.last_error);
+  const verified = backups?.find((b) => b.state === "verified");
 
   const tile = (label, value, test, route) =>
     h(
@@ -309,6 +318,7 @@ async function dashboardPage(ctx) {
           ["Leader", cluster ? (cluster.leader != null ? `node ${cluster.leader}` : "none") : null],
           ["Term", cluster?.term],
           ["Members", cluster ? cluster.members.length : null],
+          ["Last verified backup", backups ? (verified ? link("/backups", `${formatTime(verified.finished_at ?? verified.started_at)} UTC`) : link("/backups", "none yet")) : null],
         ]),
       ),
     ),
