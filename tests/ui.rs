@@ -1,7 +1,10 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver against the
 //! `pullback` binary, a real Dovecot and the TAP-compatible server. An analyst signs in,
 //! restores one recipient's message from the incident page and sees its state change, and
-//! searches by a threat URL; a read-only user is offered no restore and the API refuses one.
+//! searches by a threat URL; a read-only user is offered no restore and the API refuses one,
+//! sees the recommendation that there is no backup yet and acknowledges it, but is offered no
+//! backup or purge; an administrator opens the recommended purge schedule from it, dismisses
+//! it, and takes a backup that the page follows until it is verified.
 //!
 //! With `PULLBACK_SCREENSHOTS=1` the test also saves the pictures in `docs/screenshots`.
 
@@ -23,6 +26,12 @@ const ANALYST: &str = "ana";
 const ANALYST_PASSWORD: &str = "analyst-password-4821";
 const READER: &str = "rita";
 const READER_PASSWORD: &str = "reader-password-9377";
+const ADMIN: &str = "ada";
+const ADMIN_PASSWORD: &str = "admin-password-5150";
+/// The name of the backup target in the node's configuration.
+const TARGET: &str = "local";
+/// How long a backup, which runs in the background, may take in a debug build.
+const BACKUP_WAIT: Duration = Duration::from_secs(120);
 /// The dashboard link TAP gives the URL threat of the message to alice and bob.
 const THREAT_URL: &str =
     "https://threatinsight.proofpoint.com/#/73aa0499-dfc8/threat/u/ui-test-love-letter";
@@ -105,7 +114,7 @@ async fn result_cells(browser: &Browser, test: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore() {
+async fn analysts_restore_and_search_admins_back_up_and_readers_change_nothing() {
     // Mail in the inboxes, and TAP's reports of it.
     let dovecot = Dovecot::start(&[ALICE, BOB, CAROL]);
     let love = shared_mail("phish/sample-3690.eml");
@@ -122,13 +131,20 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
     );
 
     let dir = tempfile::tempdir().expect("a test folder");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).expect("a folder for backups");
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let imap: SocketAddr = format!("127.0.0.1:{}", dovecot.port()).parse().unwrap();
     let config = NodeConfig {
         dir: dir.path(),
         listen,
         tap: tap_address,
-        mailboxes: imap_mailbox(&dovecot, imap),
+        // The node's other tables go with its mailboxes: one backup target.
+        mailboxes: format!(
+            "{}\n{}",
+            imap_mailbox(&dovecot, imap),
+            local_target(TARGET, &backups)
+        ),
         worker_concurrency: 2,
         tls: None,
     }
@@ -161,10 +177,11 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
     let (_, view) = admin.get(&format!("/api/v1/incidents/{incident}")).await;
     let job = view["jobs"][0]["id"].as_u64().expect("a quarantine job");
 
-    // Two people, through the API with the administrator's key.
+    // Three people, through the API with the administrator's key.
     for (name, role, password) in [
         (ANALYST, "analyst", ANALYST_PASSWORD),
         (READER, "read_only", READER_PASSWORD),
+        (ADMIN, "admin", ADMIN_PASSWORD),
     ] {
         let (status, answer) = admin
             .send(
@@ -199,6 +216,10 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
     // The analyst: the dashboard, then the incident list.
     sign_in(&browser, &base, ANALYST, ANALYST_PASSWORD).await;
     browser.wait_for_element("#chart-alerts svg").await;
+    // Everyone is told that there is no backup yet.
+    browser
+        .wait_for_element("[data-test=recommendation][data-id=backup-age]")
+        .await;
     screenshot(&browser, "dashboard").await;
     let nav = browser.wait_for_element("[data-test=nav-incidents]").await;
     browser.click(&nav).await;
@@ -376,7 +397,301 @@ async fn analysts_restore_and_search_in_the_browser_and_readers_cannot_restore()
     );
     assert_eq!(dovecot.messages(BOB, "Quarantine").len(), 1);
 
+    // A fresh node has no verified backup: everyone is told, and the reader acknowledges it,
+    // but is offered nothing that backs up, schedules or purges.
+    browser.goto(&format!("{base}/ui#/dashboard")).await;
+    let backup_age = "[data-test=recommendation][data-id=backup-age]";
+    browser.wait_for_element(backup_age).await;
+    assert!(
+        browser
+            .find("[data-test=recommendation-action]")
+            .await
+            .is_none(),
+        "a read-only user is offered a recommendation's scheduling action"
+    );
+    for page in ["backups", "purges", "purges?schedule=schedule_backup"] {
+        browser.goto(&format!("{base}/ui#/{page}")).await;
+        browser
+            .wait_for_element(if page == "backups" {
+                "#backup-targets"
+            } else {
+                "#schedule-table"
+            })
+            .await;
+        for offered in [
+            "#backup-start",
+            "#backup-form",
+            "#schedule-new",
+            "#schedule-form",
+            "[data-test=schedule-edit]",
+            "#purge-form",
+            "#purge-start",
+        ] {
+            assert!(
+                browser.find(offered).await.is_none(),
+                "a read-only user is offered {offered} on #/{page}:\n{}",
+                browser.page_text().await
+            );
+        }
+    }
+    let acknowledge = browser
+        .wait_for_element(&format!(
+            "{backup_age} [data-test=recommendation-acknowledge]"
+        ))
+        .await;
+    browser.click(&acknowledge).await;
+    let seen = format!("{backup_age} [data-test=recommendation-acknowledged]");
+    browser
+        .wait_until("the reader's acknowledgement shown", async || {
+            let shown = browser.find(&seen).await?;
+            browser.text(&shown).await.contains(READER).then_some(())
+        })
+        .await;
+
+    // The administrator sees who acknowledged it, and opens the recommended schedule.
+    let sign_out = browser.wait_for_element("#signout").await;
+    browser.click(&sign_out).await;
+    browser.wait_for_element("#signin-form").await;
+    sign_in(&browser, &base, ADMIN, ADMIN_PASSWORD).await;
+    let shown = browser.wait_for_element(&seen).await;
+    assert!(
+        browser.text(&shown).await.contains(READER),
+        "the administrator is not shown who acknowledged the recommendation"
+    );
+    let action = browser
+        .wait_for_element(&format!("{backup_age} [data-test=recommendation-action]"))
+        .await;
+    browser.click(&action).await;
+    browser.wait_for_element("#schedule-form").await;
+    let values = form_values(
+        &browser,
+        &[
+            "schedule-cron",
+            "schedule-closed-days",
+            "schedule-alert-days",
+            "schedule-backup-first",
+            "schedule-target",
+        ],
+    )
+    .await;
+    assert_eq!(
+        values,
+        json!({
+            "schedule-cron": "30 2 * * *",
+            "schedule-closed-days": "90",
+            "schedule-alert-days": "30",
+            "schedule-backup-first": true,
+            "schedule-target": TARGET,
+        }),
+        "the recommended schedule is not prefilled as it should be"
+    );
+    screenshot(&browser, "purge-schedule").await;
+
+    // A cron the server cannot read is named and marked; a good one is saved, then deleted.
+    let cron = browser.wait_for_element("#schedule-cron").await;
+    browser.clear(&cron).await;
+    browser.send_keys(&cron, "61 2 * * *").await;
+    let save = browser.wait_for_element("#schedule-save").await;
+    browser.click(&save).await;
+    let error = browser
+        .wait_until("the schedule's error", async || {
+            let status = browser.find("#schedule-status").await?;
+            let text = browser.text(&status).await;
+            (!text.is_empty()).then_some(text)
+        })
+        .await;
+    assert!(
+        error.contains("cron"),
+        "the error does not name cron: {error}"
+    );
+    browser.wait_for_element("#schedule-cron.invalid").await;
+    browser.clear(&cron).await;
+    browser.send_keys(&cron, "30 2 * * *").await;
+    browser.click(&save).await;
+    let row = "[data-test=schedule-row][data-name=nightly]";
+    browser.wait_for_element(row).await;
+    let (_, schedules) = admin.get("/api/v1/purge-schedules").await;
+    assert_eq!(schedules[0]["cron"], "30 2 * * *", "{schedules}");
+    assert_eq!(schedules[0]["backup_first"], true, "{schedules}");
+    let edit = browser
+        .wait_for_element(&format!("{row} [data-test=schedule-edit]"))
+        .await;
+    browser.click(&edit).await;
+    let delete = browser.wait_for_element("#schedule-delete").await;
+    browser.click(&delete).await;
+    let confirm = browser
+        .wait_for_element("#schedule-form [data-test=confirm-yes]")
+        .await;
+    browser.click(&confirm).await;
+    browser
+        .wait_until("the schedule gone from the page", async || {
+            browser.find("#schedule-table").await?;
+            browser.find(row).await.is_none().then_some(())
+        })
+        .await;
+    assert!(browser.find("#purge-form").await.is_some());
+
+    // Dismissed, the recommendation goes, for everyone.
+    let dismiss = browser
+        .wait_for_element(&format!("{backup_age} [data-test=recommendation-dismiss]"))
+        .await;
+    browser.click(&dismiss).await;
+    browser
+        .wait_until("the dismissed recommendation gone", async || {
+            browser.find(backup_age).await.is_none().then_some(())
+        })
+        .await;
+    let (status, advice) = admin.get("/api/v1/recommendations").await;
+    assert_eq!(status, 200, "{advice}");
+    assert!(
+        advice
+            .as_array()
+            .is_some_and(|all| all.iter().all(|r| r["id"] != "backup-age")),
+        "a dismissed recommendation is still given: {advice}"
+    );
+
+    // The administrator backs up from the Backups page and watches it until it is verified.
+    let nav = browser.wait_for_element("[data-test=nav-backups]").await;
+    browser.click(&nav).await;
+    browser
+        .wait_for_element(&format!(
+            "#backup-targets [data-test=target-row][data-name={TARGET}]"
+        ))
+        .await;
+    let start = browser.wait_for_element("#backup-start").await;
+    browser.click(&start).await;
+    let progress = browser.wait_for_element("#backup-progress").await;
+    let id = browser
+        .attribute(&progress, "data-id")
+        .await
+        .expect("the backup's id on its progress");
+    let state = wait_long(&browser, "the backup to end", BACKUP_WAIT, async || {
+        let progress = browser.find("#backup-progress").await?;
+        let state = browser.attribute(&progress, "data-state").await?;
+        (state != "running").then_some(state)
+    })
+    .await;
+    assert_eq!(
+        state,
+        "verified",
+        "the backup did not verify:\n{}\n{}",
+        browser.page_text().await,
+        server.log_text()
+    );
+    let bar = form_values(&browser, &["backup-progress-bar"]).await;
+    assert_eq!(bar["backup-progress-bar"], json!(100), "{bar}");
+    let percent = browser
+        .wait_for_element("#backup-progress [data-test=progress-percent]")
+        .await;
+    assert_eq!(browser.text(&percent).await, "100%");
+    let listed = format!("[data-test=backup-row][data-id=\"{id}\"][data-state=verified]");
+    browser.wait_for_element(&listed).await;
+    let size = browser
+        .wait_for_element(&format!("{listed} [data-test=backup-size]"))
+        .await;
+    let size = browser.text(&size).await;
+    assert!(
+        !size.is_empty() && size != "0 B",
+        "the verified backup shows no size: {size:?}"
+    );
+    let (_, record) = admin.get(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(record["state"], "verified", "{record}");
+    assert_eq!(record["requested_by"], format!("user {ADMIN}"), "{record}");
+    assert!(
+        std::fs::read_dir(&backups)
+            .expect("the backup folder")
+            .count()
+            > 0,
+        "nothing was written to the backup target"
+    );
+    screenshot(&browser, "backups").await;
+
+    // A purge by hand asks once more, then backs up first and shows how it ended.
+    let nav = browser.wait_for_element("[data-test=nav-purges]").await;
+    browser.click(&nav).await;
+    let purge = browser.wait_for_element("#purge-start").await;
+    browser.click(&purge).await;
+    let confirm = browser
+        .wait_for_element("#purge-form [data-test=confirm-yes]")
+        .await;
+    browser.click(&confirm).await;
+    let started = browser.wait_for_element("#purge-started").await;
+    let run = browser
+        .attribute(&started, "data-id")
+        .await
+        .expect("the purge's id");
+    let state = wait_long(&browser, "the purge to end", BACKUP_WAIT, async || {
+        let row = browser
+            .find(&format!("[data-test=purge-row][data-id=\"{run}\"]"))
+            .await?;
+        let state = browser.attribute(&row, "data-state").await?;
+        (state != "running").then_some(state)
+    })
+    .await;
+    assert_eq!(
+        state,
+        "done",
+        "the purge did not finish:\n{}",
+        browser.page_text().await
+    );
+
+    // Nothing the pages did ran into the content security policy or threw.
+    let broken: Vec<String> = browser
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught"))
+        .collect();
+    assert!(broken.is_empty(), "the page logged: {broken:#?}");
+
     browser.quit().await;
+}
+
+/// The `[[backup_targets]]` entry of a target in the folder `path`.
+fn local_target(name: &str, path: &std::path::Path) -> String {
+    format!(
+        "[[backup_targets]]\nname = {name:?}\nkeep = 3\ntarget = {{ type = \"local\", path = {:?} }}\n",
+        path.display().to_string()
+    )
+}
+
+/// The values of the inputs with these ids (a checkbox's is whether it is checked, a
+/// progress bar's its number), as `{id: value}`.
+async fn form_values(browser: &Browser, ids: &[&str]) -> Value {
+    let ids: Vec<Value> = ids.iter().map(|id| json!(id)).collect();
+    browser
+        .execute(
+            "const out = {};
+             for (const id of arguments[0]) {
+                 const el = document.getElementById(id);
+                 out[id] = !el ? null : el.type === 'checkbox' ? el.checked : el.value;
+             }
+             return out;",
+            vec![Value::Array(ids)],
+        )
+        .await
+}
+
+/// Like [`Browser::wait_until`], for things that take longer than it waits.
+async fn wait_long<T>(
+    browser: &Browser,
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {}s for {what}; the page shows:\n{}",
+            limit.as_secs(),
+            browser.page_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Percent-encodes a query value.
