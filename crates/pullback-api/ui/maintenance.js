@@ -383,10 +383,12 @@ export async function purgesPage(ctx) {
     editorSlot.scrollIntoView({ block: "nearest" });
   }
 
-  // Runs refresh every second while one of them is running.
+  // Runs refresh every second while one of them is running, and while a purge started here
+  // has not shown up yet (the server records it just after answering), for at most 30 s.
   const showRuns = (all) => replace(runsSlot, runTable(all));
   showRuns(runs);
   let running = runs.some((r) => r.state === "running");
+  let awaited = null;
   let busy = false;
   const refreshRuns = async () => {
     if (busy) return;
@@ -396,6 +398,11 @@ export async function purgesPage(ctx) {
       if (!ctx.alive()) return;
       showRuns(all);
       running = all.some((r) => r.state === "running");
+      if (awaited && all.some((r) => r.id === awaited.id)) awaited = null;
+      if (awaited && Date.now() > awaited.until) {
+        replace(purgeMessages, notice("error", `Purge ${awaited.id} was accepted but has not started; the node's log says why.`));
+        awaited = null;
+      }
     } catch (e) {
       if (ctx.alive()) replace(purgeMessages, notice("error", `The runs could not be read: ${e.message}`));
     } finally {
@@ -403,7 +410,7 @@ export async function purgesPage(ctx) {
     }
   };
   ctx.every(1000, () => {
-    if (running) refreshRuns();
+    if (running || awaited) refreshRuns();
   });
 
   const scheduleTable = table(
@@ -448,7 +455,16 @@ export async function purgesPage(ctx) {
     ),
     section("Schedules", { id: "schedules-panel" }, h("div", { class: "scroll" }, scheduleTable)),
     editorSlot,
-    admin ? purgeNowForm({ targets, messages: purgeMessages, started: () => { running = true; refreshRuns(); } }) : null,
+    admin
+      ? purgeNowForm({
+          targets,
+          messages: purgeMessages,
+          started: (id) => {
+            awaited = { id, until: Date.now() + 30_000 };
+            refreshRuns();
+          },
+        })
+      : null,
     purgeMessages,
     section("Runs, newest first", {}, runsSlot),
   );
@@ -585,7 +601,7 @@ function purgeNowForm({ targets, messages, started }) {
       const answer = await api("POST", "/api/v1/purges", body);
       markFields(inputs, "");
       replace(messages, notice("ok", `Purge ${answer.id} started; it shows below.`, { id: "purge-started", dataset: { id: answer.id } }));
-      started();
+      started(answer.id);
     } catch (e) {
       markFields(inputs, e.message);
       replace(messages, notice("error", `The purge did not start: ${e.message}`));
