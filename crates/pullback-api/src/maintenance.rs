@@ -220,13 +220,8 @@ async fn start_purge(
             plan.closed_days, plan.alert_days, plan.backup_first
         ),
     };
+    let id = state.node.start_purge(plan).await?;
     commit(&state, &caller, note).await?;
-    let node = state.node.clone();
-    tokio::spawn(async move {
-        if let Err(e) = node.run_purge(plan).await {
-            tracing::warn!(error = %e, "the purge did not start");
-        }
-    });
     Ok((StatusCode::ACCEPTED, Json(Started { id })))
 }
 

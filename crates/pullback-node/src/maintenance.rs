@@ -272,9 +272,26 @@ impl Node {
         self: &Arc<Self>,
         plan: PurgePlan,
     ) -> Result<PurgeRun, MaintenanceError> {
+        let run = self.begin_purge(&plan).await?;
+        Ok(self.finish_purge(plan, run).await)
+    }
+
+    /// Records a purge run and carries it out in the background; the record exists when
+    /// this returns.
+    pub async fn start_purge(
+        self: &Arc<Self>,
+        plan: PurgePlan,
+    ) -> Result<String, MaintenanceError> {
+        let run = self.begin_purge(&plan).await?;
+        let (node, id) = (self.clone(), run.id.clone());
+        tokio::spawn(async move { node.finish_purge(plan, run).await });
+        Ok(id)
+    }
+
+    async fn begin_purge(&self, plan: &PurgePlan) -> Result<PurgeRun, MaintenanceError> {
         let now = chrono::Utc::now();
         let days = |n: u32| chrono::TimeDelta::days(i64::from(n));
-        let mut run = PurgeRun {
+        let run = PurgeRun {
             id: plan.id.clone(),
             schedule: plan.schedule.clone(),
             requested_by: plan.by.clone(),
@@ -304,13 +321,15 @@ impl Node {
         if let Some(reason) = created.refused {
             return Err(MaintenanceError::Propose(ProposeError::Refused(reason)));
         }
+        Ok(run)
+    }
+
+    async fn finish_purge(self: &Arc<Self>, plan: PurgePlan, mut run: PurgeRun) -> PurgeRun {
         if plan.backup_first {
             let target = plan.target.as_deref().unwrap_or_default();
             let backup = match self.run_backup(target, &plan.by).await {
                 Ok(backup) => backup,
-                Err(e) => {
-                    return Ok(self.end_purge(run, Some(format!("backup: {e}"))).await);
-                }
+                Err(e) => return self.end_purge(run, Some(format!("backup: {e}"))).await,
             };
             run.backup_id = Some(backup.id.clone());
             if backup.state != BackupState::Verified {
@@ -319,7 +338,7 @@ impl Node {
                     "the backup {} failed, so nothing was purged: {why}",
                     backup.id
                 );
-                return Ok(self.end_purge(run, Some(error)).await);
+                return self.end_purge(run, Some(error)).await;
             }
         }
         let mut after = 0;
@@ -334,9 +353,9 @@ impl Node {
             let removed = match self.propose(command).await {
                 Ok(response) => response.removed.unwrap_or_default(),
                 Err(e) => {
-                    return Ok(self
+                    return self
                         .end_purge(run, Some(format!("stopped part way: {e}")))
-                        .await);
+                        .await;
                 }
             };
             run.removed.alerts += removed.alerts;
@@ -348,7 +367,7 @@ impl Node {
             }
         }
         tracing::info!(purge = %run.id, alerts = run.removed.alerts, incidents = run.removed.incidents, jobs = run.removed.jobs, "purge done");
-        Ok(self.end_purge(run, None).await)
+        self.end_purge(run, None).await
     }
 
     async fn end_purge(&self, mut run: PurgeRun, error: Option<String>) -> PurgeRun {
