@@ -165,7 +165,8 @@ impl DirectoryClient {
         Ok(())
     }
 
-    /// Reads the root DSE; a server that hides it is treated as offering nothing special.
+    /// Reads the root DSE. A server that hides it, or hides its controls, is still asked for
+    /// pages: the control is not critical, so a server without it answers as if unasked.
     pub(crate) async fn root_dse(&mut self) -> Result<RootDse, DirectoryError> {
         let attributes = [
             "supportedControl",
@@ -174,7 +175,10 @@ impl DirectoryClient {
             "namingContexts",
         ];
         let Some(entry) = self.read("", &attributes).await? else {
-            return Ok(RootDse::default());
+            return Ok(RootDse {
+                paged: true,
+                ..RootDse::default()
+            });
         };
         let texts = |name: &str| -> Vec<String> {
             entry
@@ -183,7 +187,10 @@ impl DirectoryClient {
                 .collect()
         };
         Ok(RootDse {
-            paged: texts("supportedControl").iter().any(|c| c == PAGED_RESULTS),
+            paged: {
+                let controls = texts("supportedControl");
+                controls.is_empty() || controls.iter().any(|c| c == PAGED_RESULTS)
+            },
             highest_usn: texts("highestCommittedUSN")
                 .first()
                 .and_then(|u| u.parse().ok()),

@@ -51,22 +51,54 @@ pub enum ProblemKind {
     /// A person with no usable address, who cannot be matched to mail.
     NoAddress,
     /// Values of an attribute that are not UTF-8 text; they were left out.
-    NotText { attribute: String },
+    NotText {
+        /// The attribute.
+        attribute: String,
+    },
     /// A value that should be a DN (a member, a manager) and is not; it was left out.
-    NotADn { attribute: String, value: String },
+    NotADn {
+        /// The attribute.
+        attribute: String,
+        /// The value as sent.
+        value: String,
+    },
     /// A value of an address attribute that is not an address; it was left out.
-    NotAnAddress { attribute: String, value: String },
+    NotAnAddress {
+        /// The attribute.
+        attribute: String,
+        /// The value as sent.
+        value: String,
+    },
     /// Groups that contain each other, directly or through others. Membership is still
     /// resolved: each of them counts as containing the members of all.
-    GroupLoop { groups: Vec<String> },
+    GroupLoop {
+        /// The DNs of the groups in the loop, sorted.
+        groups: Vec<String>,
+    },
     /// Part of the tree lives on another server; it was not followed.
-    Referral { urls: Vec<String> },
+    Referral {
+        /// Where the server pointed.
+        urls: Vec<String>,
+    },
     /// Two entries claim one address; lookups find the first.
-    SharedAddress { address: String, other_dn: String },
+    SharedAddress {
+        /// The address.
+        address: String,
+        /// The entry lookups find.
+        other_dn: String,
+    },
     /// Classes of both kinds matched the entry; the first kind found was kept.
-    KindConflict { kept: EntryKind, class: String },
+    KindConflict {
+        /// The kind kept.
+        kept: EntryKind,
+        /// The object classes of the entry.
+        class: String,
+    },
     /// The server sent an entry this client could not decode.
-    Malformed { reason: String },
+    Malformed {
+        /// What was wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Problem {

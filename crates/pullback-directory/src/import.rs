@@ -35,20 +35,33 @@ pub struct Watermark {
 pub enum ChangeMark {
     /// Active Directory: the `highestCommittedUSN` of the domain controller (`server`) when the
     /// run started. USNs belong to one controller, so another one means a full run.
-    Usn { usn: u64, server: Option<String> },
+    Usn {
+        /// The `highestCommittedUSN`.
+        usn: u64,
+        /// The controller's `dnsHostName`.
+        server: Option<String>,
+    },
     /// OpenLDAP and servers like it: the change sequence number (`contextCSN` when the run
     /// started, else the newest `entryCSN` seen).
-    Csn { csn: String },
+    Csn {
+        /// The CSN, as the server writes it.
+        csn: String,
+    },
     /// Servers with only `modifyTimestamp`: the newest seen. The next run asks from that
     /// second on, so entries changed within it come again.
-    ModifyTimestamp { at: String },
+    ModifyTimestamp {
+        /// The generalized time, as the server writes it.
+        at: String,
+    },
 }
 
 /// What an import found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportResult {
     /// A full run: every entry. An incremental run: the entries changed or added since the
-    /// watermark. Each with its groups resolved against every group in scope.
+    /// watermark. Each with its groups resolved against every group in scope. A person whose
+    /// groups changed only because a group did is not among them; [`Directory::update`]
+    /// resolves membership again over everything.
     pub entries: Vec<DirectoryEntry>,
     /// DNs that were in scope at the watermark and are gone now (deleted, moved, or no longer
     /// of an imported class). Empty without a watermark.
@@ -406,7 +419,8 @@ async fn start_mark(
         else {
             return Ok(None);
         };
-        let Some(entry) = client.read(suffix, &["contextCSN"]).await? else {
+        // A server that will not show it is one without it.
+        let Ok(Some(entry)) = client.read(suffix, &["contextCSN"]).await else {
             return Ok(None);
         };
         let Some(csn) = entry

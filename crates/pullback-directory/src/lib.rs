@@ -12,6 +12,8 @@
 //!
 //! This crate does no storage; what it returns is plain data.
 
+#![warn(missing_docs)]
+
 mod client;
 mod config;
 mod directory;

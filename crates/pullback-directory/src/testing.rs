@@ -299,8 +299,15 @@ impl Default for SlapdOptions {
 /// Why the private slapd could not be set up or asked.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// A file or a program could not be used.
     #[error("{what}: {source}")]
-    Io { what: String, source: io::Error },
+    Io {
+        /// What the harness was doing.
+        what: String,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A program ran and failed, or slapd did not come up; with its output.
     #[error("{0}")]
     Failed(String),
 }
