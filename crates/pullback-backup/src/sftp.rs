@@ -16,7 +16,7 @@ use crate::manifest::{
     DELETING_SUFFIX, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_MAX_BYTES, PARTIAL_SUFFIX, check_id,
 };
 use crate::progress::{ProgressFn, Reporter, Stage};
-use crate::stream::{CHUNK_BYTES, Streamed, fill};
+use crate::stream::{CHUNK_BYTES, Streamed, fill, write_in_pieces};
 use crate::{BackupError, FileEntry, Manifest, STALE_PARTIAL_AFTER, Secret};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -26,7 +26,7 @@ use russh_sftp::protocol::StatusCode;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -958,9 +958,7 @@ fn hash_and_write(
         hasher.update(&buf[..n]);
         size += n as u64;
         if let (Some(output), Some(path)) = (output.as_mut(), &local) {
-            output
-                .write_all(&buf[..n])
-                .map_err(io_error("writing", path))?;
+            write_in_pieces(output, &buf[..n]).map_err(io_error("writing", path))?;
         }
         // The downloading task may have stopped after its last chunk.
         let _ = free.blocking_send(buf);

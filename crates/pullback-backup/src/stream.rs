@@ -14,9 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread;
 
-/// The size of one chunk of content: large enough that a system call moves a lot, small
-/// enough that a chunk stays in the processor's cache between the stages.
-pub(crate) const CHUNK_BYTES: usize = 2 << 20;
+/// The size of one chunk of content passed between the stages: large enough that handing
+/// chunks over costs nothing, small enough that a chunk stays in the processor's cache.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+
+/// The most bytes given to one `write`. Linux sizes the page cache memory it takes for a
+/// write by the write's length, and a large piece of contiguous memory can make it stop to
+/// compact memory: on a busy machine writes of 2 MiB were measured up to 30 times slower than
+/// writes of 1 MiB or less.
+const WRITE_PIECE_BYTES: usize = 256 << 10;
 
 /// The chunks in flight for one file: one being read, one being hashed, one being written and
 /// one spare.
@@ -128,7 +134,7 @@ fn stream_small(
         };
         hasher.update(&buf[..n]);
         if let Some((file, path)) = output.as_mut()
-            && let Err(e) = file.write_all(&buf[..n])
+            && let Err(e) = write_in_pieces(file, &buf[..n])
         {
             break Err(io_error("writing", *path)(e));
         }
@@ -206,11 +212,17 @@ fn write_stage(
     meter: &Meter,
 ) -> Result<(), BackupError> {
     for (buf, n) in chunks {
-        output
-            .write_all(&buf[..n])
-            .map_err(io_error("writing", dest))?;
+        write_in_pieces(&mut output, &buf[..n]).map_err(io_error("writing", dest))?;
         meter.add(n as u64);
         let _ = free.send(buf);
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` in pieces of at most [`WRITE_PIECE_BYTES`].
+pub(crate) fn write_in_pieces(output: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    for piece in bytes.chunks(WRITE_PIECE_BYTES) {
+        output.write_all(piece)?;
     }
     Ok(())
 }
