@@ -7,6 +7,7 @@
 
 mod auth;
 mod cluster;
+mod directory;
 mod error;
 mod intel;
 mod maintenance;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(native::routes())
         .merge(search::routes())
         .merge(maintenance::routes())
+        .merge(directory::routes())
         .merge(users::routes())
         .merge(sources::routes())
         .merge(intel::routes())

@@ -33,6 +33,9 @@ pub struct Config {
     /// its API, the leader for scheduled purges) needs the same targets.
     #[serde(default)]
     pub backup_targets: Vec<BackupTargetConfig>,
+    /// The LDAP or Active Directory server people and groups are imported from.
+    #[serde(default)]
+    pub directory: Option<crate::directory::DirectorySection>,
     /// Thresholds of the recommendations about size and backups.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
@@ -587,6 +590,11 @@ impl Config {
                     target.name
                 ));
             }
+        }
+        if let Some(directory) = &self.directory
+            && let Err(e) = directory.ldap.validate()
+        {
+            problems.push(format!("directory: {e}"));
         }
         if !(1..=100).contains(&self.maintenance.size_warning_percent) {
             problems.push("maintenance.size_warning_percent must be between 1 and 100".into());

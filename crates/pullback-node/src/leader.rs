@@ -113,6 +113,7 @@ fn start(
         stopped.clone(),
     ));
     tasks.spawn(crate::maintenance::schedule(node.clone(), stopped.clone()));
+    tasks.spawn(crate::directory::schedule(node.clone(), stopped.clone()));
     let (node, parts, workers) = (node.clone(), parts.clone(), workers.clone());
     tasks.spawn(async move { worker::run(node, &parts.backends, workers, term, stopped).await });
     (term, stop, tasks)

@@ -9,6 +9,7 @@ mod abuse;
 pub mod backends;
 pub mod cluster;
 pub mod config;
+pub mod directory;
 mod leader;
 pub mod maintenance;
 pub mod metrics;
@@ -129,6 +130,8 @@ pub struct Node {
     tap_sources: Vec<String>,
     /// Backup targets and the thresholds of recommendations.
     pub maintenance: maintenance::Maintenance,
+    /// Where the directory is imported from, if anywhere.
+    pub directory: Option<directory::DirectorySection>,
 }
 
 impl Node {
@@ -216,6 +219,7 @@ impl Node {
             leader_work: Mutex::new(None),
             tap_sources: parts.sources.iter().map(|s| s.name.clone()).collect(),
             maintenance,
+            directory: config.directory.clone(),
         });
         let leader_raft = raft.clone();
         node.spawn_background(run_groups(grouped, move |commands| {

@@ -1,0 +1,177 @@
+//! The directory end to end: a node imports people and groups from a real OpenLDAP, enriches
+//! alerts with them, matches on a group and on a custom attribute, and pulls a message sent
+//! to a distribution list out of each member's mailbox in a real Dovecot.
+
+mod support;
+
+use pullback_directory::testing::{DL_ADDRESS, Slapd, SlapdOptions};
+use pullback_mailbox::testing::Dovecot;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+const PEOPLE: usize = 20;
+
+#[derive(serde::Serialize)]
+struct Section {
+    directory: pullback_node::directory::DirectorySection,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phish_to_a_list_reaches_each_member_and_conditions_see_the_directory() {
+    let slapd = Slapd::start_with(&SlapdOptions {
+        people: PEOPLE,
+        ..SlapdOptions::default()
+    });
+    let population = slapd.population();
+    // Every address a person may be known by gets a mailbox.
+    let mut users: Vec<String> = (0..PEOPLE)
+        .flat_map(|i| [population.address(i), population.proxy_primary(i)])
+        .flatten()
+        .collect();
+    users.sort();
+    users.dedup();
+    let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let dovecot = Dovecot::start(&user_refs);
+
+    let directory = toml::to_string(&Section {
+        directory: pullback_node::directory::DirectorySection {
+            interval_minutes: 60,
+            ldap: slapd.config(),
+        },
+    })
+    .unwrap();
+    let extra = format!(
+        r#"
+[[match_conditions]]
+name = "pushed-phish"
+classifications = ["phish"]
+responses = ["quarantine"]
+
+[[match_conditions]]
+name = "sales-targeted"
+recipient_groups = ["dept-sales"]
+responses = ["incident"]
+
+[[match_conditions]]
+name = "vip-targeted"
+recipient_attributes = [{{ name = "pullbackVip", equals = "TRUE" }}]
+responses = ["incident"]
+
+{directory}"#
+    );
+    let node = SoloNode::start(&dovecot, 4, |_| extra).await;
+    let admin = node.server.api(ADMIN_KEY);
+
+    // The leader imports at once; an administrator can ask again.
+    let imported = wait_for(Duration::from_secs(60), || async {
+        let (_, runs) = admin.get("/api/v1/directory/imports").await;
+        runs[0]["state"] == "done"
+    })
+    .await;
+    assert!(imported, "no import:\n{}", node.server.log_text());
+    let (status, run) = admin
+        .send(Method::POST, "/api/v1/directory/imports", json!({}))
+        .await;
+    assert_eq!(
+        (status, run["state"].as_str()),
+        (200, Some("done")),
+        "{run}"
+    );
+    assert!(
+        run["problems"].to_string().contains("loop"),
+        "the group loop is reported: {run}"
+    );
+
+    let (status, list) = admin
+        .get(&format!("/api/v1/directory/lookup/{DL_ADDRESS}"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let members: Vec<String> = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    assert!(members.len() >= 3, "{list}");
+    let person = population.address(5).unwrap();
+    let (_, record) = admin
+        .get(&format!("/api/v1/directory/lookup/{person}"))
+        .await;
+    assert_eq!(record["department"], population.department(5), "{record}");
+    assert!(
+        record["groups"].to_string().contains("dept-sales"),
+        "{record}"
+    );
+
+    // A phish delivered to every member of the list, reported as sent to the list.
+    let message = b"From: Payroll <payroll@evil.test>\r\nTo: Sales <sales-team@example.test>\r\nSubject: Your bonus\r\nMessage-ID: <dl-phish@evil.test>\r\nDate: Sat, 05 Dec 2026 01:00:00 +0000\r\n\r\nClick here.\r\n";
+    for member in &members {
+        dovecot.deliver(member, "INBOX", message);
+    }
+    let alert = json!({
+        "id": "dl-1",
+        "message_id": "<dl-phish@evil.test>",
+        "recipients": [DL_ADDRESS],
+        "sender": "payroll@evil.test",
+        "subject": "Your bonus",
+        "classification": "phish",
+        "threats": [{ "value": "https://bonus.evil.test/", "type": "url" }]
+    });
+    let body = json!({ "source": "pushed", "alerts": [alert] });
+    let (status, answer) = admin.send(Method::POST, "/api/v1/alerts", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let pulled = wait_for(Duration::from_secs(60), || async {
+        members
+            .iter()
+            .all(|m| dovecot.messages(m, "Quarantine").len() == 1)
+    })
+    .await;
+    assert!(
+        pulled,
+        "not every member's copy was pulled:\n{}",
+        node.server.log_text()
+    );
+    let alert_id = answer["alerts"][0].as_u64().unwrap();
+    let (_, alert) = admin.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    assert_eq!(alert["directory"][DL_ADDRESS]["kind"], "group", "{alert}");
+
+    // Conditions on a group and on a custom attribute.
+    let vip = (0..PEOPLE)
+        .find(|i| population.vip(*i) && population.address(*i).is_some())
+        .expect("a VIP among the people");
+    let to = |i: usize, id: &str| {
+        json!({ "source": "pushed", "alerts": [{
+            "id": id, "recipients": [population.address(i).unwrap()], "classification": "spam"
+        }]})
+    };
+    let matched = |answer: Value| {
+        let admin = admin.clone();
+        async move {
+            let id = answer["alerts"][0].as_u64().unwrap();
+            let (_, alert) = admin.get(&format!("/api/v1/alerts/{id}")).await;
+            alert["matched"].clone()
+        }
+    };
+    let (_, answer) = admin
+        .send(Method::POST, "/api/v1/alerts", to(5, "to-sales"))
+        .await;
+    assert!(matched(answer).await.to_string().contains("sales-targeted"));
+    let (_, answer) = admin
+        .send(Method::POST, "/api/v1/alerts", to(vip, "to-vip"))
+        .await;
+    let found: Value = matched(answer).await;
+    assert!(found.to_string().contains("vip-targeted"), "{found}");
+    let other = (0..PEOPLE)
+        .find(|i| {
+            !population.vip(*i)
+                && population.department(*i) != "Sales"
+                && population.address(*i).is_some()
+        })
+        .unwrap();
+    let (_, answer) = admin
+        .send(Method::POST, "/api/v1/alerts", to(other, "to-other"))
+        .await;
+    assert_eq!(matched(answer).await, json!([]));
+}
