@@ -3,8 +3,9 @@
 //! backup write (which syncs every file) and a verify, and prints the ratios.
 //!
 //! Not part of the test suite. Run it on a quiet machine with
-//! `benches/backup_throughput.sh [folder] [GiB]`; it needs three times the size free in the
-//! folder and removes what it wrote.
+//! `benches/backup_throughput.sh [folder] [GiB]`; it needs twice the size free in the folder
+//! (three times with `SFTP=1`, which also times a write and a verify over SFTP to a private
+//! sshd) and removes what it wrote. `ROUNDS` sets the number of rounds (5).
 
 use pullback_backup::{MANIFEST_FORMAT, Manifest, NO_PROGRESS, Target, TargetConfig};
 use std::fs::{self, File};
@@ -86,6 +87,30 @@ async fn main() {
         cp_sync.as_secs_f64() / (write + verify).as_secs_f64(),
     );
     println!("SHA-256 alone on one core: {:.0} MiB/s", hash_rate());
+    if std::env::var_os("SFTP").is_some() {
+        time_sftp(&source, bytes).await;
+    }
+}
+
+/// Times a write and a verify over SFTP to a private sshd on this machine.
+async fn time_sftp(source: &Path, bytes: u64) {
+    let sshd = pullback_backup::testing::Sshd::start();
+    let target = Target::new(&sshd.target_config()).unwrap();
+    let started = Instant::now();
+    let written = target
+        .write(source, manifest(0), NO_PROGRESS)
+        .await
+        .unwrap();
+    let write = started.elapsed();
+    let started = Instant::now();
+    target.verify(&written.id, NO_PROGRESS).await.unwrap();
+    let verify = started.elapsed();
+    let rate = |d: Duration| bytes as f64 / d.as_secs_f64() / f64::from(1 << 20);
+    println!(
+        "SFTP to 127.0.0.1: write {:.0} MiB/s, verify {:.0} MiB/s",
+        rate(write),
+        rate(verify)
+    );
 }
 
 /// Times `cp -r` and, from the same start, its `sync`; removes the copy.
