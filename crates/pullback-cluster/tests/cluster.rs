@@ -242,6 +242,21 @@ async fn a_peer_without_a_cluster_certificate_is_refused() {
         .initialize(BTreeMap::from([(5, alone)]))
         .await
         .unwrap();
+    // `initialize` returns once the membership is proposed; wait until the node applies it.
+    formed
+        .raft
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(
+            |m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|id| id == 5)
+            },
+            "the node knows its membership",
+        )
+        .await
+        .unwrap();
     let formed_url = format!("https://{}/raft/vote", formed.addr);
     let refused = second.post(&formed_url).json(&vote).send().await.unwrap();
     assert_eq!(refused.status(), 403, "a non-member was heard");
