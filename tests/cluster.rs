@@ -76,7 +76,10 @@ fn expected_pushed(prefix: &str, count: usize) -> Vec<ExpectedAlert> {
         .collect()
 }
 
-fn assert_history(cluster: &mut TestCluster, expected: &Expected, dovecot: Option<&Dovecot>) {
+async fn assert_history(cluster: &mut TestCluster, expected: &Expected, dovecot: Option<&Dovecot>) {
+    // Pollers keep committing (a TAP checkpoint a second), so stop right after the nodes
+    // agree, to keep them from stopping at different entries.
+    cluster.wait_converged().await;
     cluster.stop_all();
     let problems = history::check(&cluster.stores(), expected, dovecot);
     assert!(
@@ -152,7 +155,7 @@ async fn killing_the_leader_repeatedly_loses_and_repeats_nothing() {
         "nodes did not converge:\n{}",
         cluster.logs()
     );
-    assert_history(&mut cluster, &expected, Some(&dovecot));
+    assert_history(&mut cluster, &expected, Some(&dovecot)).await;
 }
 
 /// A scripted poller that prints 3,000 alerts over several seconds, with a checkpoint every
@@ -211,7 +214,7 @@ async fn a_scripted_poller_survives_leader_kills_without_losing_or_repeating_ale
             .collect(),
         quarantined: Vec::new(),
     };
-    assert_history(&mut cluster, &expected, None);
+    assert_history(&mut cluster, &expected, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -273,7 +276,7 @@ async fn an_isolated_leader_stops_and_the_majority_carries_on() {
     for (prefix, count) in [("before", 20), ("during", 20), ("during-follower", 5)] {
         expected.alerts.extend(expected_pushed(prefix, count));
     }
-    assert_history(&mut cluster, &expected, None);
+    assert_history(&mut cluster, &expected, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +312,7 @@ async fn five_nodes_restarted_at_once_come_back_with_their_state() {
     for (prefix, count) in [("first", 30), ("second", 30), ("third", 10)] {
         expected.alerts.extend(expected_pushed(prefix, count));
     }
-    assert_history(&mut cluster, &expected, None);
+    assert_history(&mut cluster, &expected, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,7 +357,7 @@ async fn a_follower_that_lost_its_disk_rejoins_from_a_snapshot() {
     let mut expected = Expected::default();
     expected.alerts.extend(expected_pushed("old", 60));
     expected.alerts.extend(expected_pushed("while-away", 60));
-    assert_history(&mut cluster, &expected, None);
+    assert_history(&mut cluster, &expected, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -633,5 +636,5 @@ async fn a_lone_survivor_starts_a_new_cluster_with_its_data() {
     let mut expected = Expected::default();
     expected.alerts.extend(expected_pushed("kept", 20));
     expected.alerts.extend(expected_pushed("after", 5));
-    assert_history(&mut cluster, &expected, None);
+    assert_history(&mut cluster, &expected, None).await;
 }
