@@ -117,8 +117,13 @@ async fn time_sftp(source: &Path, bytes: u64) {
 fn time_cp(work: &Path, source: &Path) -> (Duration, Duration) {
     let copy = work.join("copy");
     let started = Instant::now();
+    let cpu = cpu_seconds();
     run(Command::new("cp").arg("-r").arg(source).arg(&copy));
     let cp = started.elapsed();
+    println!(
+        "  cp -r: {cp:.2?}, {:.2} s of processor",
+        cpu_seconds() - cpu
+    );
     run(Command::new("sync").arg("-f").arg(&copy));
     let cp_sync = started.elapsed();
     fs::remove_dir_all(&copy).unwrap();
@@ -132,17 +137,34 @@ async fn time_backup(work: &Path, source: &Path, round: usize) -> (Duration, Dur
     fs::create_dir_all(&root).unwrap();
     let target = Target::new(&TargetConfig::Local { path: root.clone() }).unwrap();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let written = target
         .write(source, manifest(round), NO_PROGRESS)
         .await
         .unwrap();
     let write = started.elapsed();
+    let cpu = cpu_seconds() - cpu;
+    println!("  write: {write:.2?}, {cpu:.2} s of processor");
     let started = Instant::now();
     target.verify(&written.id, NO_PROGRESS).await.unwrap();
     let verify = started.elapsed();
     fs::remove_dir_all(&root).unwrap();
     run(Command::new("sync").arg("-f").arg(work));
     (write, verify)
+}
+
+/// Processor seconds used so far by this process and the children it waited for, from
+/// /proc/self/stat (in ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime, stime, cutime and cstime are fields 14 to 17, 12 to 15 after the name.
+    fields[11..15]
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap())
+        .sum::<f64>()
+        / 100.0
 }
 
 /// SHA-256 of 256 MiB in memory, in MiB/s.
