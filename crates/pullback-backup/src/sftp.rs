@@ -801,8 +801,10 @@ impl Session {
             // The reader may have stopped after its last chunk.
             let _ = free_tx.send(buf).await;
         }
-        // Dropping the receiver stops a reader still running after a failed write.
+        // Dropping both channels stops a reader still running after a failed write, whether
+        // it waits to hand over a chunk or for a buffer.
         drop(chunk_rx);
+        drop(free_tx);
         let streamed = reader
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));

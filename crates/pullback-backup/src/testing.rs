@@ -62,11 +62,21 @@ impl Sshd {
     /// # Panics
     /// When sshd cannot be configured or started; the message says why.
     pub fn start() -> Sshd {
-        Sshd::try_start().unwrap_or_else(|e| panic!("private sshd: {e}"))
+        Sshd::start_denying(&[])
     }
 
-    /// Writes the keys and the configuration, starts sshd and waits until it listens.
-    pub fn try_start() -> Result<Sshd, HarnessError> {
+    /// Starts a server whose SFTP refuses the requests named, such as `write` or `rename`
+    /// (as `/usr/lib/openssh/sftp-server -Q requests` lists them), to test failures.
+    ///
+    /// # Panics
+    /// When sshd cannot be configured or started.
+    pub fn start_denying(requests: &[&str]) -> Sshd {
+        Sshd::try_start(requests).unwrap_or_else(|e| panic!("private sshd: {e}"))
+    }
+
+    /// Writes the keys and the configuration, starts sshd and waits until it listens. Its
+    /// SFTP refuses the `denied` requests.
+    pub fn try_start(denied: &[&str]) -> Result<Sshd, HarnessError> {
         if !Path::new(SSHD).exists() {
             return Err(HarnessError::Failed(format!(
                 "{SSHD} is missing: install the openssh-server package"
@@ -97,7 +107,7 @@ impl Sshd {
 
         let port = free_port()?;
         let config = root.join("sshd_config");
-        fs::write(&config, config_text(root, &host_key, port)?)
+        fs::write(&config, config_text(root, &host_key, port, denied)?)
             .map_err(io_error("writing sshd_config"))?;
         let log = File::create(root.join("sshd.log")).map_err(io_error("creating sshd.log"))?;
         let child = Command::new(SSHD)
@@ -206,7 +216,16 @@ impl Drop for Sshd {
     }
 }
 
-fn config_text(root: &Path, host_key: &Path, port: u16) -> Result<String, HarnessError> {
+fn config_text(
+    root: &Path,
+    host_key: &Path,
+    port: u16,
+    denied: &[&str],
+) -> Result<String, HarnessError> {
+    let sftp = match denied {
+        [] => "internal-sftp".to_owned(),
+        _ => format!("internal-sftp -P {}", denied.join(",")),
+    };
     let mut text = format!(
         "ListenAddress 127.0.0.1:{port}\n\
          HostKey {host_key}\n\
@@ -218,8 +237,8 @@ fn config_text(root: &Path, host_key: &Path, port: u16) -> Result<String, Harnes
          PubkeyAuthentication yes\n\
          PasswordAuthentication yes\n\
          KbdInteractiveAuthentication no\n\
-         Subsystem sftp internal-sftp\n\
-         ForceCommand internal-sftp\n\
+         Subsystem sftp {sftp}\n\
+         ForceCommand {sftp}\n\
          AllowTcpForwarding no\n\
          X11Forwarding no\n\
          PermitTTY no\n\

@@ -289,3 +289,23 @@ async fn a_missing_remote_folder_is_named() {
         &["no backup some-id"],
     );
 }
+
+#[tokio::test]
+async fn a_refused_write_is_named_and_leaves_no_backup() {
+    let sshd = Sshd::start_denying(&["write"]);
+    let target = Target::new(&sshd.target_config()).unwrap();
+    let source = TempDir::new().unwrap();
+    make_source(source.path());
+    let id = manifest(1).id;
+    expect_error(
+        target.write(source.path(), manifest(1), NO_PROGRESS).await,
+        &[
+            "SFTP server 127.0.0.1",
+            "writing",
+            &format!("{id}.partial/"),
+        ],
+    );
+    // The unfinished folder was removed, and nothing looks like a backup.
+    assert_eq!(fs::read_dir(sshd.backup_dir()).unwrap().count(), 0);
+    assert!(target.list().await.unwrap().is_empty());
+}
