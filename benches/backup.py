@@ -4,7 +4,7 @@ three-node cluster sees while one of its nodes takes a backup.
 
     benches/backup.py [--dir /work/pullback-backup-bench] [--size-gib 5] [--cluster-size-gib 1]
                       [--only single|cluster] [--bin PATH] [--pushers 3] [--rate 50]
-                      [--no-cold] [--wait-quiet SECONDS] [--keep]
+                      [--no-cold] [--wait-quiet SECONDS] [--min-free-gb 3] [--keep]
 
 single (one node, plain HTTP on loopback):
 
@@ -29,17 +29,21 @@ single (one node, plain HTTP on loopback):
 cluster (`cluster/local up 3`, TLS):
 
 6. adds a local backup target to each node's configuration and restarts the nodes one by one,
-   fills the store to --cluster-size-gib GiB through the leader, then pushes one alert per
-   request to the leader at --rate requests per second (open loop, 4 connections) and
-   records each request's latency, while a follower and then the leader take a backup;
-   prints p50/p99/max before (the 30 s before), during and after (the 30 s after) each
-   backup, the 1 s buckets whose slowest request exceeds twice the p99 before, and a 5 s
+   fills the store through the leader (--cluster-batch alerts a push) until it holds
+   --cluster-size-gib GiB of table files (the write-ahead log, which a checkpoint flushes, is
+   not counted), then pushes one alert per request to the leader at --rate requests per
+   second (open loop, 4 connections) and records each request's latency, while a follower
+   and then the leader take a backup; prints p50/p99/max before (the 30 s before), during
+   and after (the 30 s after) each backup, the 1 s buckets whose median exceeds twice the
+   median before and those whose slowest request exceeds twice the p99 before, and a 5 s
    timeline.
 
 Every result is a JSON line on standard output (also written to --results). The work folder
-is removed at the end unless --keep. Timed runs wait (up to --wait-quiet seconds) until no
-compiler or cargo process has been seen for 10 s, and report the most such processes seen
-while they ran (`foreign`). Loopback only; every process started is stopped by its pid.
+is removed at the end unless --keep. It needs about three times the store's size free on the
+disk (store, backup, and the copy a backup reads back into the node's data folder); the run
+stops and cleans up when less than --min-free-gb remain. Timed runs wait (up to
+--wait-quiet seconds) until no compiler, cargo, other benchmark or test server has been seen
+for 10 s, and report the most such processes seen while they ran (`foreign`). Loopback only; every process started is stopped by its pid.
 """
 
 import argparse
@@ -327,9 +331,16 @@ def pusher(port, key, cafile, worker, first, size, pad, stop, pushed, failures):
     connection.close()
 
 
-def fill(api, db_dir, target_bytes, pushers, pad, server_pids, size=1000, first_seq=0):
-    """Pushes until db_dir holds target_bytes on disk and stays there once compactions
-    settle. Returns (alerts stored, seconds)."""
+def table_bytes(db):
+    """Bytes in the store's table files: what a checkpoint holds once memtables are flushed,
+    without the write-ahead log, which can be large before a flush."""
+    return sum(os.path.getsize(os.path.join(db, n)) for n in os.listdir(db) if n.endswith(".sst"))
+
+
+def fill(api, db_dir, target_bytes, pushers, pad, server_pids, size=1000, first_seq=0,
+         measure=du):
+    """Pushes until db_dir holds target_bytes (by measure: on disk by default) and stays
+    there once compactions settle. Returns (alerts stored, seconds)."""
     stop = multiprocessing.Event()
     pushed = multiprocessing.Value("q", 0)
     failures = multiprocessing.Value("q", 0)
@@ -344,18 +355,18 @@ def fill(api, db_dir, target_bytes, pushers, pad, server_pids, size=1000, first_
         for w in workers:
             w.start()
         last = time.time()
-        while du(db_dir) < target_bytes * 1.04:
+        while measure(db_dir) < target_bytes * 1.04:
             time.sleep(5)
             if time.time() - last >= 30:
                 last = time.time()
-                log(f"fill: {du(db_dir) / GIB:.2f} GiB, {pushed.value} alerts, "
+                log(f"fill: {measure(db_dir) / GIB:.2f} GiB, {pushed.value} alerts, "
                     f"{pushed.value / (time.time() - started):.0f} alerts/s, "
                     f"{failures.value} refused pushes")
         stop.set()
         for w in workers:
             w.join()
         settle(server_pids, db_dir)
-        if du(db_dir) >= target_bytes:
+        if measure(db_dir) >= target_bytes:
             return pushed.value, time.time() - started
         round_no += 1
 
@@ -722,7 +733,8 @@ def cluster(args, binary):
         db = os.path.join(work, f"node{lead}", "data", "db")
         log(f"cluster: leader is node {lead}; filling to {args.cluster_size_gib} GiB")
         alerts, seconds = fill(apis[lead], db, args.cluster_size_gib * GIB, args.pushers,
-                               args.pad, list(pids.values()), size=args.cluster_batch)
+                               args.pad, list(pids.values()), size=args.cluster_batch,
+                               measure=table_bytes)
         emit({"bench": "cluster_fill", "alerts": alerts, "seconds": round(seconds),
               "db_du_bytes": {k: du(os.path.join(work, f"node{k}", "data", "db")) for k in nodes},
               "leader_db": breakdown(db)})

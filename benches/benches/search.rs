@@ -4,9 +4,12 @@
 //! condition: threats classified `phish` (about 40 % of the threats) get a dry-run quarantine,
 //! so their alerts open or join incidents and create quarantine jobs that are final at once
 //! (no mailbox is touched and the worker has nothing to do). The alerts are loaded through
-//! the real node, `Command::IngestAlerts` of 1000 drafts, four proposals in flight. Every
-//! few batches, incidents opened 20 batches ago or more are closed in one `Command::Batch`,
-//! as analysts would, so later alerts about the same threat open new incidents.
+//! the real node, `Command::IngestAlerts` of 1000 drafts, four proposals in flight. Every five
+//! batches, incidents opened 20 batches ago or more are closed (one `CloseIncident` proposal
+//! each, all at once), as analysts would, so later alerts about the same threat open new
+//! incidents; one incident in ten (by id) stays open for 200 batches instead, like a campaign
+//! being watched. The load line gives the rate over the whole load and over its first and
+//! last tenth.
 //!
 //! The data is generated from a fixed seed, so every run stores the same alerts:
 //! - 20 000 URL threats on 2000 registrable domains (several subdomains each, some two levels
@@ -19,22 +22,34 @@
 //!   `RE:` or `FW:`, a replaced word or a reference number now and then.
 //!
 //! Then, once for each RocksDB memory budget (`[node] store_memory_mb`; the first is the one
-//! the data was loaded with, each next one restarts the node on the same data), after the
-//! process has been idle for a second (background compactions done):
+//! the data was loaded with, each next one restarts the node on the same data):
 //! - `path=store`: `Reader::search` for the first page of 50, with the API's budget of 20 000
 //!   candidates, by threat URL, by host (the registrable domain, which matches every
 //!   subdomain), by recipient, by two subject words, and by host and recipient together.
 //!   Half of the queries take their values from a random stored alert (so common values come
 //!   up as often as they are stored); the other half take a random distinct value (a threat,
 //!   domain or recipient picked uniformly, two words of a random threat's template), which
-//!   may match nothing. Every hit is checked against the query.
+//!   may match nothing. Every hit is checked against the query (`wrong`). `reread` is reading
+//!   the page's alerts again by id right after: the point reads and JSON decoding alone.
 //! - `path=http`: the same queries as `GET /api/v1/search`, served by `pullback_api::router`
 //!   in-process on 127.0.0.1 with a read-only API key, timed by a reqwest client from sending
-//!   until the whole body is read.
+//!   until the whole body is read. `beyond_store` is the HTTP time minus the store time of
+//!   the same query; `incident_alerts` is how many alerts the incidents shown with the rows
+//!   hold, since the handler reads each of them whole.
 //! - `list=...`: `GET /api/v1/incidents?limit=50`: the first page repeatedly, pages at random
 //!   cursors over every incident id, the first page with `state=open`, and every page of open
 //!   incidents following `next_cursor`. `jobs_per_page` is how many quarantine jobs the pages
-//!   name, which the handler reads one by one to count outcomes.
+//!   name, which the handler reads one by one to count outcomes; `us_per_job` divides the
+//!   time of the pages naming 1000 or more by their jobs.
+//!
+//! Before the passes, the generated alerts are indexed in memory to tell, for every query,
+//! how many alerts carry each term and all of them, and how many seeks the store's leapfrog
+//! join makes for the first page (`seeks`); each store line is followed by the time per seek
+//! over the queries needing 1000 or more, and the slowest query's terms.
+//!
+//! The machine may be shared: every measurement waits until the whole machine is nearly idle
+//! and is done again (up to three times) when other processes used more than a quarter of a
+//! core while it ran; `others_cores` and `attempts` say how it went.
 //!
 //! Sizes come from the environment:
 //! - `PULLBACK_BENCH_SEARCH_ALERTS`: alerts loaded (1 000 000).
@@ -182,6 +197,10 @@ async fn run(data_folder: PathBuf, sizes: Sizes) -> anyhow::Result<()> {
             node = restart_node(&node_dir, memory_mb).await?;
         }
         let settled = wait_until_idle(Duration::from_secs(300)).await;
+        print_lsm(
+            &node_dir.join("data").join("db"),
+            &format!("memory_mb={memory_mb}"),
+        );
         println!(
             "search pass memory_mb={memory_mb} idle_after_secs={:.1}",
             settled.as_secs_f64()
@@ -1147,6 +1166,7 @@ async fn measure(
     for params in warm_up {
         search_store(node, params, &mut ignored)?;
     }
+    let mut in_store = Vec::new();
     for ((kind, list), work) in queries.iter().zip(work) {
         let (outcome, quiet) = quietly(|| async move {
             let mut outcome = Outcome::default();
@@ -1166,22 +1186,25 @@ async fn measure(
             kind.name(),
             outcome.against(work)
         );
+        in_store.push(outcome);
     }
 
     let server = Server::start(node.clone()).await?;
     for params in warm_up {
         server.search(params).await?;
     }
-    for (kind, list) in queries {
+    for ((kind, list), store) in queries.iter().zip(&in_store) {
         let server = &server;
-        let (outcome, quiet) = quietly(|| async move {
+        let ((outcome, incident_alerts), quiet) = quietly(|| async move {
             let mut outcome = Outcome::default();
+            let mut incident_alerts = Vec::with_capacity(list.len());
             for params in list {
                 let (latency, answer) = server.search(params).await?;
                 let rows = answer["alerts"].as_array().map_or(0, Vec::len);
                 outcome.record(latency, rows, answer["partial"] == true);
+                incident_alerts.push(alerts_in_incidents(&answer));
             }
-            Ok(outcome)
+            Ok((outcome, incident_alerts))
         })
         .await?;
         println!(
@@ -1189,10 +1212,57 @@ async fn measure(
             kind.name(),
             outcome.line()
         );
+        println!(
+            "search memory_mb={memory_mb} path=http by={} {}",
+            kind.name(),
+            beyond_store(&outcome, store, &incident_alerts)
+        );
     }
     list_pages(node, &server, memory_mb, pages).await?;
     server.stop().await;
     Ok(())
+}
+
+/// How many alerts the incidents of a search answer hold in all: the handler reads each
+/// incident whole (alert ids, links and job ids included) to show its state.
+fn alerts_in_incidents(answer: &Value) -> usize {
+    answer["incidents"].as_array().map_or(0, |incidents| {
+        incidents
+            .iter()
+            .map(|i| i["alert_count"].as_u64().unwrap_or_default() as usize)
+            .sum()
+    })
+}
+
+/// What the HTTP path adds to the same queries in the store: the difference per query, and
+/// how it follows the size of the incidents the rows show (over the queries whose incidents
+/// hold 2000 alerts or more).
+fn beyond_store(http: &Outcome, store: &Outcome, incident_alerts: &[usize]) -> String {
+    let mut extra = Latencies::default();
+    let (mut heavy, mut heavy_extra, mut heavy_alerts) = (0, 0.0, 0);
+    for ((h, s), &alerts) in http.each.iter().zip(&store.each).zip(incident_alerts) {
+        let more = h.saturating_sub(*s);
+        extra.record(more);
+        if alerts >= 2000 {
+            heavy += 1;
+            heavy_extra += more.as_secs_f64();
+            heavy_alerts += alerts;
+        }
+    }
+    let mut sizes = Latencies::default();
+    for &alerts in incident_alerts {
+        sizes.record(Duration::from_micros(alerts as u64));
+    }
+    let ms = |l: &Latencies, p: f64| l.percentile(p).as_secs_f64() * 1000.0;
+    format!(
+        "beyond_store_p50_ms={:.2} beyond_store_p99_ms={:.2} incident_alerts_p50={} \
+         incident_alerts_p99={} heavy_queries={heavy} us_per_incident_alert={:.2}",
+        ms(&extra, 50.0),
+        ms(&extra, 99.0),
+        sizes.percentile(50.0).as_micros(),
+        sizes.percentile(99.0).as_micros(),
+        heavy_extra * 1e6 / heavy_alerts.max(1) as f64
+    )
 }
 
 /// The incident list: the first page, pages at random cursors, open incidents.
@@ -1256,6 +1326,9 @@ struct ListPages {
     rows: usize,
     /// Jobs named per page, as microseconds to reuse the percentiles.
     jobs: Latencies,
+    /// Every page's latency and jobs, in order.
+    each: Vec<Duration>,
+    named: Vec<usize>,
 }
 
 impl ListPages {
@@ -1271,19 +1344,31 @@ impl ListPages {
         let (rows, jobs) = jobs_named(node, &answer)?;
         self.rows += rows;
         self.jobs.record(Duration::from_micros(jobs as u64));
+        self.each.push(latency);
+        self.named.push(jobs);
         Ok(answer)
     }
 
     fn line(&self) -> String {
         let count = |p: f64| self.jobs.percentile(p).as_micros();
+        // Time per job named, over the pages naming 1000 jobs or more.
+        let (mut heavy, mut time, mut jobs) = (0, 0.0, 0);
+        for (latency, named) in self.each.iter().zip(&self.named) {
+            if *named >= 1000 {
+                heavy += 1;
+                time += latency.as_secs_f64();
+                jobs += named;
+            }
+        }
         format!(
             "{} rows_per_page={:.1} jobs_per_page_p50={} jobs_per_page_p99={} \
-             jobs_per_page_max={}",
+             jobs_per_page_max={} heavy_pages={heavy} us_per_job={:.1}",
             percentiles(&self.latencies),
             self.rows as f64 / self.latencies.len().max(1) as f64,
             count(50.0),
             count(99.0),
             count(100.0),
+            time * 1e6 / jobs.max(1) as f64
         )
     }
 }
@@ -1531,6 +1616,44 @@ fn process_ticks() -> Option<u64> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15; `after` starts at field 3.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The shape of the store's trees, read through a read-only handle (which takes no lock):
+/// table files per level and table megabytes of each column family.
+fn print_lsm(store: &Path, when: &str) {
+    const FAMILIES: [&str; 4] = ["raft_log", "raft_meta", "state", "index"];
+    let db = match rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        store,
+        FAMILIES,
+        false,
+    ) {
+        Ok(db) => db,
+        Err(e) => {
+            println!("search lsm when={when} unreadable: {e}");
+            return;
+        }
+    };
+    for name in FAMILIES {
+        let Some(cf) = db.cf_handle(name) else {
+            continue;
+        };
+        let int = |property: &str| {
+            db.property_int_value_cf(&cf, property)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let files: Vec<String> = (0..7)
+            .map(|level| int(&format!("rocksdb.num-files-at-level{level}")).to_string())
+            .collect();
+        println!(
+            "search lsm when={when} cf={name} files_per_level={} sst_mb={:.0} keys={}",
+            files.join(","),
+            megabytes(int("rocksdb.total-sst-files-size")),
+            int("rocksdb.estimate-num-keys"),
+        );
+    }
 }
 
 fn folder_size(path: &Path) -> u64 {
