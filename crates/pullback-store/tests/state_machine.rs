@@ -921,6 +921,12 @@ async fn a_checkpoint_restores_into_a_store_of_its_own_and_a_newer_format_is_ref
         "the restored store starts a group of its own"
     );
     drop(reader);
+    assert!(
+        !checkpoint.join("CURRENT").exists(),
+        "the checkpoint's files were moved into the store"
+    );
+    let checkpoint = dir.path().join("checkpoint-2");
+    h.reader.backup_checkpoint(&checkpoint).unwrap();
     let again = pullback_store::backup::restore(&checkpoint, &store).unwrap_err();
     assert!(
         again.to_string().contains("already holds a store"),
