@@ -44,6 +44,16 @@ impl MessageTarget {
     }
 }
 
+/// How a message is deleted, when a response asks for a deletion rather than a quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Moved where the user no longer sees it but where it can be brought back from (Exchange
+    /// Online's Recoverable Items); [`MailboxBackend::restore_deleted`] undoes it.
+    Soft,
+    /// Removed for good. It cannot be undone.
+    Hard,
+}
+
 /// One kind of mail store that quarantine workers can act on.
 #[async_trait::async_trait]
 pub trait MailboxBackend: Send + Sync {
@@ -55,6 +65,30 @@ pub trait MailboxBackend: Send + Sync {
 
     /// Moves every matching copy from the quarantine folder back to the source folder.
     async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome;
+
+    /// Deletes every matching copy, softly or for good. The outcome reads like a quarantine's:
+    /// `Quarantined` when this run deleted copies, `AlreadyInDestination` when they were
+    /// already deleted. Backends that cannot delete answer a failed outcome saying so.
+    async fn delete(
+        &self,
+        mailbox: &str,
+        target: &MessageTarget,
+        how: Deletion,
+    ) -> RecipientOutcome {
+        let _ = (target, how);
+        let details = format!("the {} backend cannot delete messages", self.name());
+        outcome(mailbox, RecipientStatus::Failed, details, None)
+    }
+
+    /// Puts back what a soft [`MailboxBackend::delete`] removed, where it came from.
+    async fn restore_deleted(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
+        let _ = target;
+        let details = format!(
+            "the {} backend cannot restore deleted messages",
+            self.name()
+        );
+        outcome(mailbox, RecipientStatus::Failed, details, None)
+    }
 
     /// Reads up to `limit` messages of `folder` in `mailbox` whole, oldest first, without
     /// marking them read: the reports waiting in an abuse mailbox. Each comes with the id
