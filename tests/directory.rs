@@ -175,3 +175,191 @@ responses = ["incident"]
         .await;
     assert_eq!(matched(answer).await, json!([]));
 }
+
+/// The values of one attribute of one entry, read straight from the server.
+fn ldap_values(slapd: &Slapd, dn: &str, attribute: &str) -> Vec<String> {
+    slapd
+        .search(dn, "(objectClass=*)", &[attribute])
+        .into_iter()
+        .flat_map(|e| e.attributes.get(attribute).cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditions_change_the_directory_for_the_people_they_match_and_an_undo_reverts_it() {
+    let slapd = Slapd::start_with(&SlapdOptions {
+        people: PEOPLE,
+        ..SlapdOptions::default()
+    });
+    let population = slapd.population();
+    let dovecot = Dovecot::start(&["nobody@example.test"]);
+    let directory = toml::to_string(&Section {
+        directory: pullback_node::directory::DirectorySection {
+            interval_minutes: 60,
+            ldap: slapd.config(),
+        },
+    })
+    .unwrap();
+    // Sales people who get a phish are enrolled in training (here the Legal group stands in
+    // for it) and marked as high risk; nobody else is touched.
+    let extra = format!(
+        r#"
+[[match_conditions]]
+name = "sales-phished"
+classifications = ["phish"]
+recipient_groups = ["dept-sales"]
+responses = ["incident"]
+directory_actions = [
+    {{ type = "add_to_group", group = "dept-legal" }},
+    {{ type = "set_attribute", attribute = "pullbackRiskTier", values = ["phished"] }},
+]
+
+{directory}"#
+    );
+    let node = SoloNode::start(&dovecot, 4, |_| extra).await;
+    let admin = node.server.api(ADMIN_KEY);
+    let imported = wait_for(Duration::from_secs(60), || async {
+        let (_, runs) = admin.get("/api/v1/directory/imports").await;
+        runs[0]["state"] == "done"
+    })
+    .await;
+    assert!(imported, "no import:\n{}", node.server.log_text());
+
+    let sales = (0..PEOPLE)
+        .find(|i| population.department(*i) == "Sales" && population.address(*i).is_some())
+        .unwrap();
+    let clerk = (0..PEOPLE)
+        .find(|i| {
+            !["Sales", "Legal"].contains(&population.department(*i))
+                && population.address(*i).is_some()
+        })
+        .unwrap();
+    let (sales_dn, clerk_dn) = (population.person_dn(sales), population.person_dn(clerk));
+    let legal = population.department_group("Legal");
+    let tier_before = ldap_values(&slapd, &sales_dn, "pullbackRiskTier");
+    assert_ne!(tier_before, ["phished"]);
+
+    let push = |id: &str| {
+        json!({ "source": "pushed", "alerts": [{
+            "id": id,
+            "recipients": [population.address(sales).unwrap(), population.address(clerk).unwrap()],
+            "classification": "phish",
+        }]})
+    };
+    let (status, answer) = admin
+        .send(Method::POST, "/api/v1/alerts", push("first"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let alert_id = answer["alerts"][0].as_u64().unwrap();
+    let (_, alert) = admin.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    let incident = alert["incident_id"].as_u64().unwrap();
+    let jobs = |incident: u64| {
+        let admin = admin.clone();
+        async move {
+            let (_, view) = admin.get(&format!("/api/v1/incidents/{incident}")).await;
+            view["jobs"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let done = wait_for(Duration::from_secs(30), || async {
+        let jobs = jobs(incident).await;
+        jobs.len() == 2
+            && jobs.iter().all(|j| {
+                j["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["status"] != "pending" && r["status"] != "in_progress")
+            })
+    })
+    .await;
+    assert!(
+        done,
+        "{:?}\n{}",
+        jobs(incident).await,
+        node.server.log_text()
+    );
+    let jobs_now = jobs(incident).await;
+    for job in &jobs_now {
+        let results = job["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "only the Sales person is acted on: {job}");
+        assert_eq!(results[0]["recipient"], population.address(sales).unwrap());
+        assert_eq!(results[0]["status"], "applied", "{job}");
+    }
+    assert!(ldap_values(&slapd, &legal, "member").contains(&sales_dn));
+    assert!(!ldap_values(&slapd, &legal, "member").contains(&clerk_dn));
+    assert_eq!(
+        ldap_values(&slapd, &sales_dn, "pullbackRiskTier"),
+        ["phished"]
+    );
+
+    // The same again changes nothing and says so. (With no threat to group by, the second
+    // alert opens an incident of its own.)
+    let (_, answer) = admin
+        .send(Method::POST, "/api/v1/alerts", push("second"))
+        .await;
+    let second = answer["alerts"][0].as_u64().unwrap();
+    let (_, alert) = admin.get(&format!("/api/v1/alerts/{second}")).await;
+    let second_incident = alert["incident_id"].as_u64().unwrap();
+    let settled = wait_for(Duration::from_secs(30), || async {
+        let jobs = jobs(second_incident).await;
+        jobs.len() == 2
+            && jobs
+                .iter()
+                .all(|j| j["results"][0]["status"] == "already_in_destination")
+    })
+    .await;
+    assert!(settled, "{:?}", jobs(second_incident).await);
+
+    // An analyst undoes the first alert's changes: the member goes, the old tier returns.
+    let analyst = node.server.api(ANALYST_KEY);
+    for job in &jobs_now {
+        let id = job["id"].as_u64().unwrap();
+        let (status, answer) = analyst
+            .send(
+                Method::POST,
+                &format!("/api/v1/jobs/{id}/restore"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let reverted = wait_for(Duration::from_secs(30), || async {
+        !ldap_values(&slapd, &legal, "member").contains(&sales_dn)
+            && ldap_values(&slapd, &sales_dn, "pullbackRiskTier") == tier_before
+    })
+    .await;
+    assert!(
+        reverted,
+        "{:?}\n{}",
+        jobs(incident).await,
+        node.server.log_text()
+    );
+    let undone = wait_for(Duration::from_secs(30), || async {
+        let jobs = jobs(incident).await;
+        jobs.len() == 4
+            && jobs[2..]
+                .iter()
+                .all(|j| j["results"][0]["status"] == "reverted")
+    })
+    .await;
+    assert!(undone, "{:?}", jobs(incident).await);
+    // A change already undone is not undone twice.
+    let id = jobs_now[0]["id"].as_u64().unwrap();
+    let (status, answer) = analyst
+        .send(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+
+    // Every change is in the audit log under the condition or the analyst.
+    let (_, audit) = admin.get("/api/v1/audit?limit=200").await;
+    let text = audit.to_string();
+    assert!(text.contains("condition sales-phished"), "{text}");
+    assert!(text.contains("directory_change"), "{text}");
+    let address = population.address(sales).unwrap();
+    assert!(text.contains(&format!("{address} applied")), "{text}");
+    assert!(text.contains(&format!("{address} reverted")), "{text}");
+}

@@ -421,6 +421,8 @@ fn quarantine_results(jobs: &[QuarantineJob], alerts: &[Alert]) -> Vec<TrQuarant
                 RecipientStatus::WouldQuarantine => ("successful", "Dry run"),
                 RecipientStatus::NotFound => ("failed", "Not found"),
                 RecipientStatus::Failed => ("failed", "Failed"),
+                // Directory changes are left out above; these never reach here.
+                RecipientStatus::Applied | RecipientStatus::Reverted => ("successful", "Done"),
             };
             let details = if result.details.is_empty() {
                 details.to_owned()

@@ -121,6 +121,7 @@ fn condition(name: &str) -> MatchCondition {
         recipient_attributes: vec![],
         recipient_object_classes: vec![],
         responses: vec![Response::Incident],
+        directory_actions: vec![],
         stop: false,
     }
 }

@@ -87,6 +87,7 @@ pub struct DirectoryClient {
     url: String,
     timeout: Duration,
     classes: Vec<ClassConfig>,
+    base_dns: Vec<String>,
     driver: JoinHandle<()>,
 }
 
@@ -124,6 +125,7 @@ impl DirectoryClient {
             url,
             timeout,
             classes: config.classes.clone(),
+            base_dns: config.base_dns.clone(),
             driver,
         };
         if let (Some(dn), Some(password)) = (&config.bind_dn, &config.bind_password) {
@@ -319,6 +321,52 @@ impl DirectoryClient {
                 ))
             }
             SearchFailure::Result(result) => error(describe(&result)),
+        }
+    }
+
+    /// The DN of the group named `name`: `name` itself when it is a DN, else the one entry of
+    /// a configured group class (any group class when none is configured) under the base DNs
+    /// whose `cn` is `name`. None, or more than one, is an error that says so.
+    pub async fn find_group(&mut self, name: &str) -> Result<String, DirectoryError> {
+        let name = name.trim();
+        if name.contains('=') {
+            return Ok(name.to_owned());
+        }
+        let mut classes: Vec<String> = self
+            .classes
+            .iter()
+            .filter(|c| c.kind == EntryKind::Group)
+            .map(|c| format!("(objectClass={})", filter_value(&c.object_class)))
+            .collect();
+        if classes.is_empty() {
+            classes = ["groupOfNames", "groupOfUniqueNames", "group"]
+                .map(|c| format!("(objectClass={c})"))
+                .to_vec();
+        }
+        let filter = format!("(&(|{})(cn={}))", classes.concat(), filter_value(name));
+        let mut found = Vec::new();
+        for base in self.base_dns.clone() {
+            self.search_all(&base, &filter, &["1.1".to_owned()], None, |item| {
+                if let Found::Entry(entry) = item {
+                    found.push(entry.dn);
+                }
+            })
+            .await?;
+        }
+        found.dedup();
+        match found.as_slice() {
+            [dn] => Ok(dn.clone()),
+            [] => Err(DirectoryError::NoSuchEntry {
+                url: self.url.clone(),
+                dn: format!("a group named {name:?}"),
+            }),
+            many => Err(DirectoryError::Config {
+                reason: format!(
+                    "{} groups are named {name:?} ({}); name the group by its DN",
+                    many.len(),
+                    many.join("; ")
+                ),
+            }),
         }
     }
 
@@ -706,4 +754,20 @@ fn references(tag: StructureTag) -> Vec<String> {
         .filter_map(StructureTag::expect_primitive)
         .filter_map(|url| String::from_utf8(url).ok())
         .collect()
+}
+
+/// A value escaped for an LDAP search filter (RFC 4515).
+fn filter_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -70,7 +70,16 @@ pub enum Command {
         term: u64,
         at: Timestamp,
     },
-    /// Put back what a quarantine job moved, for all or some of its recipients.
+    /// A worker reports what a directory job did; as `RecordOutcomes`, with the values each
+    /// change replaced.
+    RecordDirectoryOutcomes {
+        job_id: u64,
+        outcomes: Vec<crate::DirectoryOutcome>,
+        term: u64,
+        at: Timestamp,
+    },
+    /// Put back what a quarantine job moved, or undo what a directory job changed, for all
+    /// or some of its recipients.
     RequestRestore {
         job_id: u64,
         recipients: Option<Vec<String>>,
@@ -222,6 +231,7 @@ impl Command {
             Command::OverrideVerdict { .. } => "override_verdict",
             Command::ClaimRecipients { .. } => "claim_recipients",
             Command::RecordOutcomes { .. } => "record_outcomes",
+            Command::RecordDirectoryOutcomes { .. } => "directory_change",
             Command::RequestRestore { .. } => "request_restore",
             Command::CloseIncident { .. } => "close_incident",
             Command::CommentIncident { .. } => "comment_incident",
@@ -288,6 +298,18 @@ impl Command {
                 reason,
                 ..
             } => format!("alert {alert_id}: {disposition} ({reason})"),
+            Command::RecordDirectoryOutcomes {
+                job_id, outcomes, ..
+            } => {
+                let each: Vec<String> = outcomes
+                    .iter()
+                    .map(|o| {
+                        let status = o.outcome.status.as_str();
+                        format!("{} {status} ({})", o.outcome.recipient, o.outcome.details)
+                    })
+                    .collect();
+                format!("job {job_id}: {}", list(&each))
+            }
             Command::ClaimRecipients { job_id, .. } | Command::RecordOutcomes { job_id, .. } => {
                 format!("job {job_id}")
             }

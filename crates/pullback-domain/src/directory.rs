@@ -93,6 +93,61 @@ impl DirectoryLookup for NoDirectory {
     }
 }
 
+/// A change a match condition makes in the directory for each recipient of an alert it
+/// matches: enrol them in a training group, put them in a group that forces a password
+/// change, mark them in an attribute. Each is idempotent and can be undone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DirectoryAction {
+    /// Adds the recipient to a group, named by its name or DN.
+    AddToGroup { group: String },
+    /// Removes the recipient from a group, named by its name or DN.
+    RemoveFromGroup { group: String },
+    /// Replaces the values of an attribute of the recipient's entry (no values removes it).
+    SetAttribute {
+        attribute: String,
+        #[serde(default)]
+        values: Vec<String>,
+    },
+}
+
+impl DirectoryAction {
+    /// What the action does, in words, for records and the audit log.
+    pub fn describe(&self) -> String {
+        match self {
+            DirectoryAction::AddToGroup { group } => format!("add to group {group}"),
+            DirectoryAction::RemoveFromGroup { group } => format!("remove from group {group}"),
+            DirectoryAction::SetAttribute { attribute, values } if values.is_empty() => {
+                format!("clear attribute {attribute}")
+            }
+            DirectoryAction::SetAttribute { attribute, values } => {
+                format!("set attribute {attribute} to {}", values.join(", "))
+            }
+        }
+    }
+
+    /// Why the action cannot be taken as written, if so.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            DirectoryAction::AddToGroup { group } | DirectoryAction::RemoveFromGroup { group }
+                if group.trim().is_empty() =>
+            {
+                Some("a group action names no group".to_owned())
+            }
+            DirectoryAction::SetAttribute { attribute, .. }
+                if attribute.is_empty()
+                    || !attribute
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
+                    || !attribute.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+            {
+                Some(format!("{attribute:?} is not an attribute name"))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One import, as recorded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DirectoryRun {

@@ -19,7 +19,9 @@ pub mod versioned;
 pub use access::{AuditEntry, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse, Removed, Secret};
-pub use directory::{DirectoryKind, DirectoryLookup, DirectoryRecord, DirectoryRun, NoDirectory};
+pub use directory::{
+    DirectoryAction, DirectoryKind, DirectoryLookup, DirectoryRecord, DirectoryRun, NoDirectory,
+};
 pub use incident::{Comment, Incident, IncidentLink, IncidentState};
 pub use maintenance::{
     BackupRecord, BackupState, PurgeRun, PurgeSchedule, PurgeState, RecommendationMarks,
@@ -27,8 +29,8 @@ pub use maintenance::{
 pub use match_condition::{AttributeTest, MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{
-    JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome, RecipientResult,
-    RecipientStatus, TimeWindow,
+    DirectoryOutcome, JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome,
+    RecipientResult, RecipientStatus, TimeWindow,
 };
 pub use source::{
     AbuseSpec, Checkpoint, IntelEntry, IntelKind, RejectedEvent, ReplySpec, ScriptSecret,

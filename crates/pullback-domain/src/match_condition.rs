@@ -67,6 +67,10 @@ pub struct MatchCondition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipient_object_classes: Vec<String>,
     pub responses: Vec<Response>,
+    /// Changes made in the directory for each recipient (people, with distribution lists
+    /// expanded and excluded recipients left out) when this condition matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory_actions: Vec<crate::DirectoryAction>,
     /// Stop evaluating later conditions once this one matched.
     #[serde(default)]
     pub stop: bool,

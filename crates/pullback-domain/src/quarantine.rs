@@ -8,9 +8,14 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobAction {
     Quarantine,
-    /// Put back what job `original` quarantined.
+    /// Put back what job `original` quarantined, or undo the directory change it made.
     Restore {
         original: u64,
+    },
+    /// Change each recipient's directory entry; the job's recipients are people, and no
+    /// mailbox is touched.
+    Directory {
+        change: crate::DirectoryAction,
     },
 }
 
@@ -21,13 +26,18 @@ pub enum RecipientStatus {
     Pending,
     InProgress,
     Quarantined,
-    /// The message was already where the job would move it: an earlier run did the work.
+    /// The message was already where the job would move it (or the directory entry already
+    /// as the job would leave it): an earlier run, or someone else, did the work.
     AlreadyInDestination,
     NotFound,
     Failed,
     Restored,
     /// A dry run: the message was not touched.
     WouldQuarantine,
+    /// A directory job changed the recipient's entry.
+    Applied,
+    /// An undo put the recipient's directory entry back as it was.
+    Reverted,
 }
 
 impl RecipientStatus {
@@ -46,6 +56,8 @@ impl RecipientStatus {
             RecipientStatus::Failed => "failed",
             RecipientStatus::Restored => "restored",
             RecipientStatus::WouldQuarantine => "would_quarantine",
+            RecipientStatus::Applied => "applied",
+            RecipientStatus::Reverted => "reverted",
         }
     }
 }
@@ -72,6 +84,10 @@ pub struct RecipientResult {
     /// Set on a quarantine result once a restore job put the message back.
     #[serde(default)]
     pub was_undone: bool,
+    /// For a directory job that set an attribute: the values it replaced, which an undo
+    /// puts back (`[]` when the attribute was absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Vec<String>>,
 }
 
 impl RecipientResult {
@@ -86,6 +102,7 @@ impl RecipientResult {
             term: 0,
             is_read: None,
             was_undone: false,
+            previous: None,
         }
     }
 }
@@ -98,6 +115,16 @@ pub struct RecipientOutcome {
     pub details: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_read: Option<bool>,
+}
+
+/// What a worker reports for one recipient of a directory job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryOutcome {
+    #[serde(flatten)]
+    pub outcome: RecipientOutcome,
+    /// See [`RecipientResult::previous`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Vec<String>>,
 }
 
 /// What, besides the Message-ID, identifies the message, so that two different messages that

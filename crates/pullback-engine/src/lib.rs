@@ -9,5 +9,5 @@ pub mod matching;
 pub mod planning;
 
 pub use grouping::{incident_links, incident_title};
-pub use matching::{Decision, evaluate, evaluate_with};
-pub use planning::{JobPlan, plan_quarantine, plan_quarantine_with};
+pub use matching::{Decision, DirectoryPlanItem, evaluate, evaluate_with};
+pub use planning::{DirectoryPlan, JobPlan, plan_directory, plan_quarantine, plan_quarantine_with};

@@ -1,7 +1,8 @@
 //! Matching alerts against match conditions.
 
 use pullback_domain::{
-    AlertDraft, DirectoryLookup, DirectoryRecord, MatchCondition, NoDirectory, Response,
+    AlertDraft, DirectoryAction, DirectoryLookup, DirectoryRecord, MatchCondition, NoDirectory,
+    Response,
 };
 use std::collections::BTreeMap;
 
@@ -19,6 +20,19 @@ pub struct Decision {
     /// Directory groups whose members a matching condition excluded from any action; checked
     /// again for the members of a distribution list when it is expanded.
     pub excluded_groups: Vec<String>,
+    /// The directory changes matching conditions call for.
+    pub directory_actions: Vec<DirectoryPlanItem>,
+}
+
+/// One directory change a matching condition calls for, with the recipients it is for: those
+/// of the alert's recipients that pass the condition's recipient filters (domains, groups,
+/// object classes, attributes), so that "add targeted executives to a training group" never
+/// enrols the clerk who got the same message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryPlanItem {
+    pub condition: String,
+    pub action: DirectoryAction,
+    pub recipients: Vec<String>,
 }
 
 /// The directory records of an alert's recipients, looked up once.
@@ -83,6 +97,21 @@ pub fn evaluate_with(
                 Response::Incident => {}
                 Response::Quarantine => real_quarantine = true,
                 Response::DryRunQuarantine => decision.quarantine = true,
+            }
+        }
+        if !condition.directory_actions.is_empty() {
+            let chosen: Vec<String> = alert
+                .recipients
+                .iter()
+                .filter(|r| recipient_passes(condition, r, &mut recipients))
+                .cloned()
+                .collect();
+            for action in &condition.directory_actions {
+                decision.directory_actions.push(DirectoryPlanItem {
+                    condition: condition.name.clone(),
+                    action: action.clone(),
+                    recipients: chosen.clone(),
+                });
             }
         }
         for excluded in &condition.exclude_recipients {
@@ -159,6 +188,34 @@ fn directory_matches(
             || recipients.any(alert, |r| {
                 condition.recipient_attributes.iter().all(|t| t.passes(r))
             }))
+}
+
+/// Whether one recipient passes every recipient filter of a condition on its own.
+fn recipient_passes(
+    condition: &MatchCondition,
+    recipient: &str,
+    recipients: &mut Recipients<'_>,
+) -> bool {
+    let in_domain = any_or_empty(&condition.recipient_domains, |d| {
+        recipient.ends_with(&format!(
+            "@{}",
+            d.trim().trim_start_matches('@').to_ascii_lowercase()
+        ))
+    });
+    let needs_record = !condition.recipient_groups.is_empty()
+        || !condition.recipient_object_classes.is_empty()
+        || !condition.recipient_attributes.is_empty();
+    if !in_domain {
+        return false;
+    }
+    if !needs_record {
+        return true;
+    }
+    recipients.record(recipient).is_some_and(|r| {
+        any_or_empty(&condition.recipient_groups, |g| r.in_group(g))
+            && any_or_empty(&condition.recipient_object_classes, |c| r.has_class(c))
+            && condition.recipient_attributes.iter().all(|t| t.passes(r))
+    })
 }
 
 /// Whether the sender is an excluded address, or in an excluded `@domain`.
@@ -341,5 +398,34 @@ mod tests {
             r#"{"name":"a","responses":["quarantine"],"exclude_recipients":["SOC@corp.zz"]}"#,
         );
         assert_eq!(evaluate(&[c], "tap", &a).excluded, vec!["soc@corp.zz"]);
+    }
+
+    #[test]
+    fn directory_actions_go_to_the_recipients_that_passed_the_condition() {
+        struct Groups;
+        impl DirectoryLookup for Groups {
+            fn lookup(&self, address: &str) -> Option<DirectoryRecord> {
+                (address == "exec@corp.example").then(|| DirectoryRecord {
+                    addresses: vec![address.to_owned()],
+                    groups: vec!["executives".into()],
+                    ..DirectoryRecord::default()
+                })
+            }
+        }
+        let condition = condition(
+            r#"{"name": "execs", "recipient_groups": ["executives"], "responses": ["incident"],
+                "directory_actions": [{"type": "add_to_group", "group": "training"}]}"#,
+        );
+        let mut alert = alert(AlertKind::MessageDelivered, "phish", "active");
+        alert.recipients = vec!["clerk@corp.example".into(), "exec@corp.example".into()];
+        let decision = evaluate_with(std::slice::from_ref(&condition), "tap", &alert, &Groups);
+        assert_eq!(decision.directory_actions.len(), 1);
+        assert_eq!(
+            decision.directory_actions[0].recipients,
+            ["exec@corp.example"]
+        );
+        // Without a directory nobody passes a group filter, and the condition does not match.
+        let decision = evaluate_with(&[condition], "tap", &alert, &NoDirectory);
+        assert!(decision.directory_actions.is_empty() && decision.matched.is_empty());
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::Decision;
 use pullback_domain::{
-    AlertDraft, AlertKind, DirectoryKind, DirectoryLookup, MessageFingerprint, MessageId,
-    NoDirectory, TimeWindow,
+    AlertDraft, AlertKind, DirectoryAction, DirectoryKind, DirectoryLookup, MessageFingerprint,
+    MessageId, NoDirectory, TimeWindow,
 };
 
 /// A quarantine the state machine should record as a job.
@@ -91,6 +91,62 @@ pub fn plan_quarantine_with(
         dry_run: decision.dry_run,
         recipients,
     })
+}
+
+/// A directory change the state machine should record as a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectoryPlan {
+    pub action: DirectoryAction,
+    /// The condition that asked for it.
+    pub condition: String,
+    /// People to change, each with the reason it cannot be done, if any (recorded as
+    /// failed at once).
+    pub recipients: Vec<(String, Option<String>)>,
+}
+
+/// Plans the directory changes a decision calls for: one plan per change, for the people
+/// it is for. A distribution list is replaced by its members, excluded recipients and
+/// members of excluded groups are left out, and an address the directory does not know is
+/// recorded as failed with why (there is no entry to change).
+pub fn plan_directory(decision: &Decision, directory: &dyn DirectoryLookup) -> Vec<DirectoryPlan> {
+    let mut plans = Vec::new();
+    for item in &decision.directory_actions {
+        let problem = item.action.problem();
+        let mut people: Vec<String> = Vec::new();
+        for recipient in &item.recipients {
+            match directory.lookup(recipient) {
+                Some(list) if list.kind == Some(DirectoryKind::Group) => {
+                    people.extend(list.members.iter().cloned());
+                }
+                _ => people.push(recipient.clone()),
+            }
+        }
+        let mut recipients: Vec<(String, Option<String>)> = Vec::new();
+        for person in people {
+            let record = directory.lookup(&person);
+            let excluded = decision.excluded.contains(&person)
+                || record
+                    .as_ref()
+                    .is_some_and(|r| decision.excluded_groups.iter().any(|g| r.in_group(g)));
+            if excluded || recipients.iter().any(|(r, _)| *r == person) {
+                continue;
+            }
+            let unworkable = problem.clone().or_else(|| {
+                record.is_none().then(|| {
+                    format!("{person} has no entry in the imported directory, so none can change")
+                })
+            });
+            recipients.push((person, unworkable));
+        }
+        if !recipients.is_empty() {
+            plans.push(DirectoryPlan {
+                action: item.action.clone(),
+                condition: item.condition.clone(),
+                recipients,
+            });
+        }
+    }
+    plans
 }
 
 /// What besides the Message-ID identifies the message. A reported message also names its
@@ -200,5 +256,87 @@ mod tests {
         let fingerprint = fingerprint_of(&delivered);
         assert_eq!(fingerprint.similar_within, None);
         assert_eq!(fingerprint.sender, None);
+    }
+
+    /// A directory held in a map, for tests.
+    struct Map(Vec<pullback_domain::DirectoryRecord>);
+
+    impl DirectoryLookup for Map {
+        fn lookup(&self, address: &str) -> Option<pullback_domain::DirectoryRecord> {
+            self.0
+                .iter()
+                .find(|r| r.addresses.iter().any(|a| a == address))
+                .cloned()
+        }
+    }
+
+    fn person(address: &str, groups: &[&str]) -> pullback_domain::DirectoryRecord {
+        pullback_domain::DirectoryRecord {
+            dn: format!("uid={address}"),
+            kind: Some(DirectoryKind::Person),
+            addresses: vec![address.to_owned()],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn directory_changes_are_planned_for_the_people_each_condition_picked() {
+        let directory = Map(vec![
+            person("exec@x", &["executives"]),
+            person("clerk@x", &[]),
+            person("soc@x", &["security"]),
+            pullback_domain::DirectoryRecord {
+                dn: "cn=board".into(),
+                kind: Some(DirectoryKind::Group),
+                addresses: vec!["board@x".into()],
+                members: vec!["exec@x".into(), "soc@x".into(), "chair@x".into()],
+                ..Default::default()
+            },
+        ]);
+        let enrol = DirectoryAction::AddToGroup {
+            group: "training".into(),
+        };
+        let decision = Decision {
+            open_incident: true,
+            excluded_groups: vec!["security".into()],
+            directory_actions: vec![crate::DirectoryPlanItem {
+                condition: "execs".into(),
+                action: enrol.clone(),
+                recipients: vec!["board@x".into(), "exec@x".into()],
+            }],
+            ..Decision::default()
+        };
+        let plans = plan_directory(&decision, &directory);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(
+            (&plans[0].action, plans[0].condition.as_str()),
+            (&enrol, "execs")
+        );
+        // The list is expanded, its excluded member left out, each person once, and a member
+        // the directory does not know recorded as failed with why.
+        let people: Vec<(&str, bool)> = plans[0]
+            .recipients
+            .iter()
+            .map(|(r, problem)| (r.as_str(), problem.is_some()))
+            .collect();
+        assert_eq!(people, [("exec@x", false), ("chair@x", true)]);
+        assert!(
+            plans[0].recipients[1]
+                .1
+                .as_deref()
+                .unwrap()
+                .contains("no entry")
+        );
+
+        // An action that cannot be taken as written fails for everyone, visibly.
+        let mut bad = decision.clone();
+        bad.directory_actions[0].action = DirectoryAction::SetAttribute {
+            attribute: "not an attribute".into(),
+            values: vec![],
+        };
+        let plans = plan_directory(&bad, &directory);
+        assert!(plans[0].recipients.iter().all(|(_, p)| p.is_some()));
+        assert!(plan_directory(&Decision::default(), &directory).is_empty());
     }
 }

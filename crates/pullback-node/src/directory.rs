@@ -4,8 +4,13 @@
 //! a failed run leaves the previous one in force.
 
 use crate::{Node, ProposeError};
-use pullback_directory::{Directory, DirectoryConfig, DirectoryEntry, EntryKind};
-use pullback_domain::{Command, DirectoryKind, DirectoryRecord, DirectoryRun};
+use pullback_directory::{
+    Changed, Directory, DirectoryClient, DirectoryConfig, DirectoryEntry, EntryKind,
+};
+use pullback_domain::{
+    Command, DirectoryAction, DirectoryKind, DirectoryOutcome, DirectoryRecord, DirectoryRun,
+    QuarantineJob, RecipientOutcome, RecipientStatus,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,4 +160,171 @@ pub(crate) async fn schedule(node: Arc<Node>, mut stopped: tokio::sync::watch::R
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// How many outcomes of a directory job are recorded per log entry.
+const OUTCOMES_PER_ENTRY: usize = 50;
+
+/// Makes (or, with `original`, undoes) a directory change for the recipients this worker
+/// claimed, one LDAP connection for the job, recording outcomes as they come. The change
+/// and each outcome go into the audit log under the name of whoever asked for the job.
+pub(crate) async fn run_directory_job(
+    node: &Arc<Node>,
+    term: u64,
+    job: &QuarantineJob,
+    recipients: Vec<String>,
+    change: &DirectoryAction,
+    original: Option<&QuarantineJob>,
+) -> anyhow::Result<()> {
+    let by = match original {
+        Some(_) => job.requested_by.clone(),
+        None => format!("condition {}", job.requested_by),
+    };
+    let mut client = match &node.directory {
+        None => {
+            Err("no [directory] section is configured, so there is no directory to change".into())
+        }
+        Some(section) => DirectoryClient::connect(&section.ldap)
+            .await
+            .map_err(|e| format!("connecting to the directory: {e}")),
+    };
+    let mut pending = Vec::new();
+    for (n, recipient) in recipients.iter().enumerate() {
+        let outcome = match client.as_mut() {
+            Ok(client) => change_one(node, client, recipient, change, original).await,
+            Err(reason) => failed(recipient, reason.clone()),
+        };
+        tracing::info!(
+            job = job.id,
+            action = %change.describe(),
+            undo = original.is_some(),
+            recipient = %recipient,
+            status = outcome.outcome.status.as_str(),
+            details = %outcome.outcome.details,
+            "directory change done"
+        );
+        pending.push(outcome);
+        if pending.len() == OUTCOMES_PER_ENTRY || n + 1 == recipients.len() {
+            let command = Command::Audited {
+                by: by.clone(),
+                at: chrono::Utc::now(),
+                command: Box::new(Command::RecordDirectoryOutcomes {
+                    job_id: job.id,
+                    outcomes: std::mem::take(&mut pending),
+                    term,
+                    at: chrono::Utc::now(),
+                }),
+            };
+            let response = node.propose_local(command).await?;
+            if let Some(reason) = response.refused {
+                anyhow::bail!("outcome refused: {reason}");
+            }
+        }
+    }
+    if let Ok(client) = client {
+        client.close().await;
+    }
+    Ok(())
+}
+
+fn failed(recipient: &str, details: String) -> DirectoryOutcome {
+    outcome(recipient, RecipientStatus::Failed, details, None)
+}
+
+fn outcome(
+    recipient: &str,
+    status: RecipientStatus,
+    details: String,
+    previous: Option<Vec<String>>,
+) -> DirectoryOutcome {
+    DirectoryOutcome {
+        outcome: RecipientOutcome {
+            recipient: recipient.to_owned(),
+            status,
+            details,
+            is_read: None,
+        },
+        previous,
+    }
+}
+
+/// One recipient's change, or its undo when `original` (the job that made it) is given.
+async fn change_one(
+    node: &Node,
+    client: &mut DirectoryClient,
+    recipient: &str,
+    change: &DirectoryAction,
+    original: Option<&QuarantineJob>,
+) -> DirectoryOutcome {
+    let record = match node.reader.directory_lookup(recipient) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return failed(
+                recipient,
+                format!("{recipient} has no entry in the imported directory"),
+            );
+        }
+        Err(e) => return failed(recipient, format!("reading the directory: {e}")),
+    };
+    let dn = record.dn.as_str();
+    let (done, already) = match original {
+        None => (RecipientStatus::Applied, "already so"),
+        Some(_) => (RecipientStatus::Reverted, "already as it was"),
+    };
+    let said = |changed: Changed, what: String| match changed {
+        Changed::Done => outcome(recipient, done, what, None),
+        Changed::AlreadySo => outcome(
+            recipient,
+            RecipientStatus::AlreadyInDestination,
+            format!("{already}: {what}"),
+            None,
+        ),
+    };
+    let result = match change {
+        DirectoryAction::AddToGroup { group } | DirectoryAction::RemoveFromGroup { group } => {
+            let adding = matches!(change, DirectoryAction::AddToGroup { .. }) == original.is_none();
+            match client.find_group(group).await {
+                Err(e) => Err(e),
+                Ok(group_dn) if adding => client
+                    .add_member(&group_dn, dn)
+                    .await
+                    .map(|c| said(c, format!("{dn} is a member of {group_dn}"))),
+                Ok(group_dn) => client
+                    .remove_member(&group_dn, dn)
+                    .await
+                    .map(|c| said(c, format!("{dn} is not a member of {group_dn}"))),
+            }
+        }
+        DirectoryAction::SetAttribute { attribute, values } => {
+            let target = match original {
+                None => values.clone(),
+                Some(job) => match job.results.iter().find(|r| r.recipient == recipient) {
+                    Some(result) if result.previous.is_some() => {
+                        result.previous.clone().unwrap_or_default()
+                    }
+                    _ => {
+                        return failed(
+                            recipient,
+                            format!(
+                                "job {} recorded no earlier value of {attribute} to put back",
+                                job.id
+                            ),
+                        );
+                    }
+                },
+            };
+            client
+                .set_attribute(dn, attribute, &target)
+                .await
+                .map(|previous| {
+                    let what = format!("{attribute} of {dn} is {:?}", target);
+                    let mut done = said(previous.changed, what);
+                    if original.is_none() && previous.changed == Changed::Done {
+                        done.previous = Some(previous.values);
+                    }
+                    done
+                })
+        }
+    };
+    result.unwrap_or_else(|e| failed(recipient, e.to_string()))
 }

@@ -93,6 +93,28 @@ async fn run_job(
     if mine.is_empty() {
         return Ok(());
     }
+    match &job.action {
+        JobAction::Directory { change } => {
+            return crate::directory::run_directory_job(node, term, &job, mine, change, None).await;
+        }
+        JobAction::Restore { original } => {
+            let original = node.reader.job(*original)?;
+            if let Some(original) = &original
+                && let JobAction::Directory { change } = &original.action
+            {
+                return crate::directory::run_directory_job(
+                    node,
+                    term,
+                    &job,
+                    mine,
+                    change,
+                    Some(original),
+                )
+                .await;
+            }
+        }
+        JobAction::Quarantine => {}
+    }
     let job = Arc::new(job);
     let mut running = JoinSet::new();
     // Every recipient gets a task at once; the semaphore bounds how many touch a mailbox,
@@ -115,6 +137,7 @@ async fn run_job(
     let action = match job.action {
         JobAction::Quarantine => "quarantine",
         JobAction::Restore { .. } => "restore",
+        JobAction::Directory { .. } => "directory",
     };
     let mut first_error = None;
     while let Some(joined) = running.join_next().await {
@@ -191,6 +214,14 @@ async fn act(job: &QuarantineJob, recipient: &str, route: Option<Routed>) -> Rec
     let mut outcome = match job.action {
         JobAction::Quarantine => backend.quarantine(recipient, &target).await,
         JobAction::Restore { .. } => backend.restore(recipient, &target).await,
+        JobAction::Directory { .. } => {
+            return RecipientOutcome {
+                recipient: recipient.to_owned(),
+                status: RecipientStatus::Failed,
+                details: "a directory job reached the mailbox worker".into(),
+                is_read: None,
+            };
+        }
     };
     outcome.recipient = recipient.to_owned();
     outcome

@@ -207,7 +207,19 @@ pub(crate) fn apply(
             outcomes,
             term: started,
             at,
-        } => record(tx, *job_id, outcomes, *started, term, *at),
+        } => {
+            let outcomes = outcomes.iter().map(|o| (o, None));
+            record(tx, *job_id, outcomes, true, *started, term, *at)
+        }
+        Command::RecordDirectoryOutcomes {
+            job_id,
+            outcomes,
+            term: started,
+            at,
+        } => {
+            let outcomes = outcomes.iter().map(|o| (&o.outcome, o.previous.as_ref()));
+            record(tx, *job_id, outcomes, false, *started, term, *at)
+        }
         Command::RequestRestore {
             job_id,
             recipients,
@@ -621,6 +633,11 @@ fn ingest(
                 incident.job_ids.push(job_id);
                 response.jobs.push(job_id);
             }
+            for plan in pullback_engine::plan_directory(&decision, &directory) {
+                let job_id = create_directory_job(tx, &incident, &alert, plan, at)?;
+                incident.job_ids.push(job_id);
+                response.jobs.push(job_id);
+            }
             put_incident(tx, &incident)?;
         }
         for (field, term) in crate::search::alert_terms(&alert) {
@@ -721,6 +738,11 @@ fn override_verdict(
         );
         if let Some(plan) = plan {
             let job_id = create_job(tx, incident, &alert, plan, at)?;
+            incident.job_ids.push(job_id);
+            response.jobs.push(job_id);
+        }
+        for plan in pullback_engine::plan_directory(&decision, &directory) {
+            let job_id = create_directory_job(tx, incident, &alert, plan, at)?;
             incident.job_ids.push(job_id);
             response.jobs.push(job_id);
         }
@@ -902,6 +924,47 @@ fn create_job(
     Ok(id)
 }
 
+/// Records a directory change for the people a plan names; a person it cannot be done for
+/// is recorded as failed at once, with why.
+fn create_directory_job(
+    tx: &mut Tx<'_>,
+    incident: &Incident,
+    alert: &Alert,
+    plan: pullback_engine::DirectoryPlan,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let id = tx.next_id("job")?;
+    let results = plan
+        .recipients
+        .into_iter()
+        .map(|(recipient, unworkable)| {
+            let mut result = RecipientResult::pending(recipient);
+            if let Some(reason) = unworkable {
+                result.status = RecipientStatus::Failed;
+                result.details = reason;
+                result.end_time = Some(at);
+            }
+            result
+        })
+        .collect();
+    let job = QuarantineJob {
+        id,
+        incident_id: incident.id,
+        alert_id: alert.id,
+        action: JobAction::Directory {
+            change: plan.action,
+        },
+        message_id: None,
+        fingerprint: Default::default(),
+        dry_run: false,
+        created_at: at,
+        requested_by: plan.condition,
+        results,
+    };
+    save_job(tx, &job);
+    Ok(id)
+}
+
 /// Stores a job and keeps the work queue in step with it.
 fn save_job(tx: &mut Tx<'_>, job: &QuarantineJob) {
     tx.put(Cf::State, keys::job(job.id), job);
@@ -945,10 +1008,14 @@ fn claim(
     Ok(CommandResponse::default())
 }
 
-fn record(
+/// Records what a worker did for some recipients of a job, each outcome with the values a
+/// directory change replaced, if any. Mailbox outcomes (`mailbox`) count in the daily
+/// quarantine figures; directory changes do not.
+fn record<'a>(
     tx: &mut Tx<'_>,
     job_id: u64,
-    outcomes: &[RecipientOutcome],
+    outcomes: impl Iterator<Item = (&'a RecipientOutcome, Option<&'a Vec<String>>)>,
+    mailbox: bool,
     started_term: u64,
     entry_term: u64,
     at: Timestamp,
@@ -960,7 +1027,7 @@ fn record(
         return Ok(CommandResponse::refused(format!("no job {job_id}")));
     };
     let mut undone = Vec::new();
-    for outcome in outcomes {
+    for (outcome, previous) in outcomes {
         let Some(result) = job.result_mut(&outcome.recipient) else {
             continue;
         };
@@ -973,7 +1040,11 @@ fn record(
         if outcome.is_read.is_some() {
             result.is_read = outcome.is_read;
         }
+        if previous.is_some() {
+            result.previous = previous.cloned();
+        }
         match outcome.status {
+            _ if !mailbox => {}
             RecipientStatus::Quarantined => count_day(tx, at, |day| day.quarantined += 1)?,
             RecipientStatus::Restored => count_day(tx, at, |day| day.restored += 1)?,
             RecipientStatus::Failed => count_day(tx, at, |day| day.failed += 1)?,
@@ -981,7 +1052,9 @@ fn record(
         }
         let put_back = matches!(
             outcome.status,
-            RecipientStatus::Restored | RecipientStatus::AlreadyInDestination
+            RecipientStatus::Restored
+                | RecipientStatus::Reverted
+                | RecipientStatus::AlreadyInDestination
         );
         if put_back {
             undone.push(outcome.recipient.clone());
@@ -1018,16 +1091,24 @@ fn request_restore(
     let Some(original) = tx.get::<QuarantineJob>(Cf::State, &keys::job(job_id))? else {
         return Ok(CommandResponse::refused(format!("no job {job_id}")));
     };
-    if original.action != JobAction::Quarantine || original.dry_run {
-        return Ok(CommandResponse::refused(format!(
-            "job {job_id} is not a quarantine"
-        )));
-    }
+    let undoable = match &original.action {
+        JobAction::Quarantine if !original.dry_run => [
+            RecipientStatus::Quarantined,
+            RecipientStatus::AlreadyInDestination,
+        ]
+        .as_slice(),
+        // An entry that was already as the job would leave it was not changed, so an undo
+        // leaves it alone too.
+        JobAction::Directory { .. } => [RecipientStatus::Applied].as_slice(),
+        _ => {
+            return Ok(CommandResponse::refused(format!(
+                "job {job_id} is neither a quarantine nor a directory change"
+            )));
+        }
+    };
     let restorable = |r: &&RecipientResult| {
-        matches!(
-            r.status,
-            RecipientStatus::Quarantined | RecipientStatus::AlreadyInDestination
-        ) && !r.was_undone
+        undoable.contains(&r.status)
+            && !r.was_undone
             && only.is_none_or(|only| only.iter().any(|o| o.eq_ignore_ascii_case(&r.recipient)))
     };
     let recipients: Vec<RecipientResult> = original
@@ -1038,7 +1119,7 @@ fn request_restore(
         .collect();
     if recipients.is_empty() {
         return Ok(CommandResponse::refused(format!(
-            "job {job_id} has no quarantined recipient left to restore"
+            "job {job_id} has nothing left to undo"
         )));
     }
     let id = tx.next_id("job")?;

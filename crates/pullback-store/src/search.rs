@@ -483,14 +483,56 @@ pub struct Hits {
 struct Postings<'a> {
     prefix: Vec<u8>,
     iter: rocksdb::DBRawIteratorWithThreadMode<'a, rocksdb::DB>,
+    /// Where the iterator stands: the id it answered last, or `None` before the first seek.
+    /// `Some(None)` once the list has nothing left below.
+    at: Option<Option<u64>>,
 }
 
-impl Postings<'_> {
-    /// The largest id at most `at`, or none.
+/// How many entries a list steps through before it seeks instead. Stepping to the next key
+/// costs a small part of a seek, so lists that hold many of the same ids (two common subject
+/// words) are intersected by walking them, and sparse ones by seeking.
+const STEPS_BEFORE_SEEK: usize = 8;
+
+impl<'a> Postings<'a> {
+    fn new(prefix: Vec<u8>, iter: rocksdb::DBRawIteratorWithThreadMode<'a, rocksdb::DB>) -> Self {
+        Postings {
+            prefix,
+            iter,
+            at: None,
+        }
+    }
+
+    /// The largest id at most `at`, or none. Each call must ask for no more than the one
+    /// before (the join only ever lowers its candidate), which lets a list answer from where
+    /// it stands.
     fn seek(&mut self, at: u64) -> Result<Option<u64>, StoreError> {
+        match self.at {
+            Some(None) => return Ok(None),
+            // The id it stands on is the largest at most an earlier, higher target, so it is
+            // also the largest at most this one.
+            Some(Some(current)) if current <= at => return Ok(Some(current)),
+            Some(Some(_)) => {
+                for _ in 0..STEPS_BEFORE_SEEK {
+                    self.iter.prev();
+                    let id = self.current()?;
+                    if id.is_none_or(|id| id <= at) {
+                        self.at = Some(id);
+                        return Ok(id);
+                    }
+                }
+            }
+            None => {}
+        }
         let mut target = self.prefix.clone();
         target.extend_from_slice(&at.to_be_bytes());
         self.iter.seek_for_prev(&target);
+        let id = self.current()?;
+        self.at = Some(id);
+        Ok(id)
+    }
+
+    /// The id under the iterator, or none when it has left this list.
+    fn current(&self) -> Result<Option<u64>, StoreError> {
         if !self.iter.valid() {
             self.iter.status().map_err(|source| StoreError::Rocks {
                 doing: "searching",
@@ -518,17 +560,19 @@ pub(crate) fn run(
 ) -> Result<Hits, StoreError> {
     let rocks = db.rocks();
     let mut lists: Vec<Postings<'_>> = if query.terms.is_empty() {
-        vec![Postings {
-            prefix: b"alert/".to_vec(),
-            iter: rocks.raw_iterator_cf(db.cf(Cf::State)),
-        }]
+        vec![Postings::new(
+            b"alert/".to_vec(),
+            rocks.raw_iterator_cf(db.cf(Cf::State)),
+        )]
     } else {
         query
             .terms
             .iter()
-            .map(|(field, term)| Postings {
-                prefix: term_prefix(*field, term),
-                iter: rocks.raw_iterator_cf(db.cf(Cf::Index)),
+            .map(|(field, term)| {
+                Postings::new(
+                    term_prefix(*field, term),
+                    rocks.raw_iterator_cf(db.cf(Cf::Index)),
+                )
             })
             .collect()
     };
@@ -662,7 +706,19 @@ pub(crate) fn ensure_index(db: &Db) -> Result<(), StoreError> {
             crate::db::encode(&()),
         );
     }
+    // Directory changes and their undos are not quarantines; an original job always has a
+    // lower id than its undo, so it is seen first.
+    let mut directory_jobs = std::collections::HashSet::new();
     for (_, job) in db.scan::<pullback_domain::QuarantineJob>(Cf::State, b"job/")? {
+        let directory = match &job.action {
+            pullback_domain::JobAction::Directory { .. } => true,
+            pullback_domain::JobAction::Restore { original } => directory_jobs.contains(original),
+            pullback_domain::JobAction::Quarantine => false,
+        };
+        if directory {
+            directory_jobs.insert(job.id);
+            continue;
+        }
         for result in &job.results {
             let Some(end) = result.end_time else { continue };
             let day = days.entry(day_of(end)).or_default();

@@ -101,6 +101,7 @@ fn quarantine_phish() -> Command {
             recipient_attributes: vec![],
             recipient_object_classes: vec![],
             responses: vec![Response::Quarantine],
+            directory_actions: vec![],
             stop: false,
         },
     }
