@@ -17,6 +17,8 @@ const STATUS_WORDS = {
   failed: "failed",
   restored: "restored",
   would_quarantine: "would quarantine (dry run)",
+  applied: "changed",
+  reverted: "undone",
 };
 
 const KIND_WORDS = {
@@ -126,24 +128,42 @@ export async function incidentList(ctx) {
 
 // --- Incident overview -------------------------------------------------------------------------
 
-/** Whether a result of a quarantine job still holds a message a restore could put back. */
+/** Whether a result of a quarantine job still holds a message a restore could put back, or a
+ * directory change an undo could revert. */
 function restorable(job, result) {
+  if (result.was_undone) return false;
+  if (job.action?.type === "directory") return result.status === "applied";
   return (
     job.action?.type === "quarantine" &&
     !job.dry_run &&
-    !result.was_undone &&
     (result.status === "quarantined" || result.status === "already_in_destination")
   );
 }
 
-/** The state to show for a result: a quarantine result a restore undid reads `restored`. */
+/** The state to show for a result: a result a restore or an undo reversed says so. */
 function effectiveState(job, result) {
   if (job.action?.type === "quarantine" && result.was_undone) return "restored";
+  if (job.action?.type === "directory" && result.was_undone) return "reverted";
   return result.status;
 }
 
-function jobLabel(job) {
-  if (job.action?.type === "restore") return `#${job.id} restore of #${job.action.original}`;
+/** Words for a directory change, as the API describes it. */
+function changeWords(change) {
+  switch (change?.type) {
+    case "add_to_group": return `add to group ${change.group}`;
+    case "remove_from_group": return `remove from group ${change.group}`;
+    case "set_attribute": return `set ${change.attribute} to ${(change.values ?? []).join(", ") || "nothing"}`;
+    default: return "directory change";
+  }
+}
+
+function jobLabel(job, jobs) {
+  if (job.action?.type === "restore") {
+    const original = jobs?.find((j) => j.id === job.action.original);
+    const verb = original?.action?.type === "directory" ? "undo" : "restore";
+    return `#${job.id} ${verb} of #${job.action.original}`;
+  }
+  if (job.action?.type === "directory") return `#${job.id} directory: ${changeWords(job.action.change)}`;
   return `#${job.id} quarantine${job.dry_run ? " (dry run)" : ""}`;
 }
 
@@ -242,6 +262,7 @@ export async function incidentPage(ctx) {
     section("Threat", { id: "threat" }, threatDescription(incident)),
     section("Quarantine", { id: "quarantine-section" }, quarantine),
     section("Alerts", { id: "alerts-section" }, alertTable(incident.alerts)),
+    peopleSection(incident.directory),
     clearSection(incident),
     section("Comments", { id: "comments" }, comments, can("analyst") ? commentForm(incident.id, say, refresh) : null),
   );
@@ -295,7 +316,7 @@ function quarantineTable(incident, { restore }) {
   const jobs = [...incident.jobs].sort((a, b) => a.id - b.id);
   for (const job of jobs) for (const result of job.results) rows.push({ job, result });
   if (rows.length === 0) {
-    return h("p", { class: "empty" }, "No quarantine job: no match condition asked to pull these messages.");
+    return h("p", { class: "empty" }, "No job: no match condition asked to pull these messages or to change the directory.");
   }
   const count = (state) => rows.filter((r) => r.job.action?.type === "quarantine" && effectiveState(r.job, r.result) === state).length;
   const summary = h(
@@ -323,7 +344,7 @@ function quarantineTable(incident, { restore }) {
             });
           },
         },
-        { title: "Job", cell: (r) => jobLabel(r.job), class: "nowrap" },
+        { title: "Job", cell: (r) => jobLabel(r.job, incident.jobs), class: "nowrap" },
         { title: "Message-ID", cell: (r) => h("code", { class: "clip" }, text(r.job.message_id)) },
         { title: "Details", cell: (r) => r.result.details, class: "wrap" },
         { title: "Attempts", cell: (r) => String(r.result.attempts ?? 0), class: "num" },
@@ -331,7 +352,11 @@ function quarantineTable(incident, { restore }) {
         {
           title: "",
           cell: (r) =>
-            can("analyst") && restorable(r.job, r.result)
+            can("analyst") && restorable(r.job, r.result) && r.job.action?.type === "directory"
+              ? confirmButton("Undo", `Undo "${changeWords(r.job.action.change)}" for ${r.result.recipient}?`, () =>
+                  restore(`/api/v1/jobs/${r.job.id}/restore`, { recipients: [r.result.recipient] }, [[r.job.id, r.result.recipient]]),
+                { class: "small", dataset: { test: "undo-recipient", recipient: r.result.recipient, job: r.job.id } })
+              : can("analyst") && restorable(r.job, r.result)
               ? confirmButton("Restore", `Put ${r.result.recipient}'s message back?`, () =>
                   restore(`/api/v1/jobs/${r.job.id}/restore`, { recipients: [r.result.recipient] }, [[r.job.id, r.result.recipient]]),
                 { class: "small", dataset: { test: "restore-recipient", recipient: r.result.recipient, job: r.job.id } })
@@ -563,12 +588,40 @@ export async function alertPage(ctx) {
           can("analyst") ? verdictForm(alert, say, () => ctx.navigate(`/alerts/${alert.id}`)) : null,
         )
       : null,
+    peopleSection(alert.directory),
     (alert.notes ?? []).length ? section("Notes", {}, h("ul", {}, alert.notes.map((n) => h("li", {}, n)))) : null,
     h(
       "details",
       { class: "panel raw", id: "alert-raw" },
       h("summary", {}, "Raw event as the source sent it"),
       h("pre", { class: "json" }, json(alert.raw)),
+    ),
+  );
+}
+
+/** Who the recipients are, from the imported directory: nothing when none is imported. */
+function peopleSection(directory) {
+  const people = Object.entries(directory ?? {});
+  if (people.length === 0) return null;
+  const name = (dn) => (dn ?? "").split(",")[0].replace(/^[^=]*=/, "");
+  const extra = (record) =>
+    Object.entries(record.attributes ?? {}).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ");
+  return section(
+    "People",
+    { id: "people" },
+    table(
+      [
+        { title: "Address", cell: ([address]) => address, test: "person-address" },
+        { title: "Name", cell: ([, r]) => r.display_name ?? (r.kind === "group" ? name(r.dn) : "") },
+        { title: "Kind", cell: ([, r]) => (r.kind === "group" ? `list of ${(r.members ?? []).length}` : r.kind ?? "") },
+        { title: "Department", cell: ([, r]) => r.department ?? "" },
+        { title: "Title", cell: ([, r]) => r.title ?? "" },
+        { title: "Manager", cell: ([, r]) => name(r.manager) },
+        { title: "Groups", cell: ([, r]) => (r.groups ?? []).filter((g) => !g.includes("=")).join(", "), class: "wrap" },
+        { title: "Attributes", cell: ([, r]) => extra(r), class: "wrap" },
+      ],
+      people,
+      { id: "people-table", rowAttrs: ([address]) => ({ dataset: { test: "person-row", address } }) },
     ),
   );
 }
