@@ -38,6 +38,7 @@ async fn a_phish_to_a_list_reaches_each_member_and_conditions_see_the_directory(
     let directory = toml::to_string(&Section {
         directory: pullback_node::directory::DirectorySection {
             interval_minutes: 60,
+            full_every_hours: 24,
             ldap: slapd.config(),
         },
     })
@@ -196,6 +197,7 @@ async fn conditions_change_the_directory_for_the_people_they_match_and_an_undo_r
     let directory = toml::to_string(&Section {
         directory: pullback_node::directory::DirectorySection {
             interval_minutes: 60,
+            full_every_hours: 24,
             ldap: slapd.config(),
         },
     })
@@ -362,4 +364,69 @@ directory_actions = [
     let address = population.address(sales).unwrap();
     assert!(text.contains(&format!("{address} applied")), "{text}");
     assert!(text.contains(&format!("{address} reverted")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn later_imports_read_only_changes_and_write_only_what_changed() {
+    let slapd = Slapd::start_with(&SlapdOptions {
+        people: PEOPLE,
+        ..SlapdOptions::default()
+    });
+    let population = slapd.population();
+    let dovecot = Dovecot::start(&["nobody@example.test"]);
+    let directory = toml::to_string(&Section {
+        directory: pullback_node::directory::DirectorySection {
+            interval_minutes: 60,
+            full_every_hours: 24,
+            ldap: slapd.config(),
+        },
+    })
+    .unwrap();
+    let node = SoloNode::start(&dovecot, 4, |_| directory.clone()).await;
+    let admin = node.server.api(ADMIN_KEY);
+    let imported = wait_for(Duration::from_secs(60), || async {
+        let (_, runs) = admin.get("/api/v1/directory/imports").await;
+        runs[0]["state"] == "done"
+    })
+    .await;
+    assert!(imported, "no import:\n{}", node.server.log_text());
+    let (_, runs) = admin.get("/api/v1/directory/imports").await;
+    assert_eq!(runs[0]["incremental"], false, "{runs}");
+
+    // One title changes, one person leaves.
+    let (changed, gone) = (3, 7);
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: title\ntitle: Chief Risk Officer\n",
+        population.person_dn(changed)
+    ));
+    slapd.delete(&population.person_dn(gone));
+    let (status, run) = admin
+        .send(Method::POST, "/api/v1/directory/imports", json!({}))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["state"], "done", "{run}");
+    assert_eq!(run["incremental"], true, "{run}");
+    // The changed person, and the groups whose member lists lost the person who left.
+    assert!(
+        run["changed"].as_u64().unwrap() < 5,
+        "only what changed is written: {run}"
+    );
+    assert!(run["removed"].as_u64().unwrap() >= 1, "{run}");
+    let address = population.address(changed).unwrap();
+    let (_, record) = admin
+        .get(&format!("/api/v1/directory/lookup/{address}"))
+        .await;
+    assert_eq!(record["title"], "Chief Risk Officer", "{record}");
+    let departed = population.address(gone).unwrap();
+    let (status, _) = admin
+        .get(&format!("/api/v1/directory/lookup/{departed}"))
+        .await;
+    assert_eq!(status, 404);
+    // Everyone else is still there, with their groups.
+    let other = population.address(5).unwrap();
+    let (status, record) = admin
+        .get(&format!("/api/v1/directory/lookup/{other}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(record["groups"].to_string().contains("dept-"), "{record}");
 }

@@ -165,6 +165,15 @@ pub enum Command {
         run: crate::DirectoryRun,
         make_current: bool,
     },
+    /// Applies an incremental directory import to the import in force, in one entry: the
+    /// records given replace those of their addresses, and the addresses in `removed` go.
+    /// Refused unless `base` is the import in force, so a patch never lands on another one.
+    PatchDirectory {
+        base: String,
+        run: crate::DirectoryRun,
+        upserts: Vec<crate::DirectoryRecord>,
+        removed: Vec<String>,
+    },
     /// Records a change made outside the state machine (a membership change, a join token
     /// handed out, an uploaded export) so that it reaches the audit log as `action`. Changes
     /// nothing else.
@@ -242,6 +251,7 @@ impl Command {
             Command::Purge { .. } => "purge",
             Command::StageDirectory { .. } => "stage_directory",
             Command::RecordDirectoryRun { .. } => "directory_import",
+            Command::PatchDirectory { .. } => "directory_import",
             Command::PutBackupRecord { .. } => "backup",
             Command::PutPurgeSchedule { .. } => "put_purge_schedule",
             Command::DeletePurgeSchedule { .. } => "delete_purge_schedule",
@@ -337,6 +347,17 @@ impl Command {
                 run.people,
                 run.groups,
                 if *make_current { ", now in force" } else { "" }
+            ),
+            Command::PatchDirectory {
+                base,
+                run,
+                upserts,
+                removed,
+            } => format!(
+                "incremental import {} onto {base}: {} records changed, {} removed",
+                run.id,
+                upserts.len(),
+                removed.len()
             ),
             Command::PutBackupRecord { record } => format!(
                 "backup {} to {}: {}",

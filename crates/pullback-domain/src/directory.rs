@@ -161,4 +161,13 @@ pub struct DirectoryRun {
     /// Entries not kept, each with its DN and why (no address, a group loop...).
     pub problems: Vec<String>,
     pub error: Option<String>,
+    /// Only changes since the previous run were read from the server.
+    #[serde(default)]
+    pub incremental: bool,
+    /// Records written: every record for a full run, the changed ones for an incremental one.
+    #[serde(default)]
+    pub changed: u64,
+    /// Records removed by an incremental run.
+    #[serde(default)]
+    pub removed: u64,
 }

@@ -5,12 +5,13 @@
 
 use crate::{Node, ProposeError};
 use pullback_directory::{
-    Changed, Directory, DirectoryClient, DirectoryConfig, DirectoryEntry, EntryKind,
+    Changed, Directory, DirectoryClient, DirectoryConfig, DirectoryEntry, EntryKind, Watermark,
 };
 use pullback_domain::{
     Command, DirectoryAction, DirectoryKind, DirectoryOutcome, DirectoryRecord, DirectoryRun,
     QuarantineJob, RecipientOutcome, RecipientStatus,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,15 @@ pub struct DirectorySection {
     /// Minutes between imports; the first runs when a node becomes leader.
     #[serde(default = "sixty")]
     pub interval_minutes: u64,
+    /// Hours between full imports; the runs between them read only changes where the server
+    /// keeps track of them.
+    #[serde(default = "twenty_four")]
+    pub full_every_hours: u64,
     pub ldap: DirectoryConfig,
+}
+
+fn twenty_four() -> u64 {
+    24
 }
 
 fn sixty() -> u64 {
@@ -69,14 +78,60 @@ fn record(directory: &Directory, entry: &DirectoryEntry) -> DirectoryRecord {
     }
 }
 
+/// What the leader keeps of its last import, so that the next one can read only changes:
+/// the whole directory (groups without an address included, which membership needs), where
+/// the server's record of changes stood, and the records as they were written.
+pub(crate) struct DirectoryCache {
+    directory: Directory,
+    watermark: Watermark,
+    records: HashMap<String, DirectoryRecord>,
+    /// The import in force that `records` describe.
+    generation: String,
+    /// The run that wrote them last; if another run (another leader's) came after, the
+    /// records in force may differ from `records`, so the next run reads everything.
+    last_run: String,
+    /// When the last full run ended.
+    full_at: std::time::Instant,
+}
+
+/// The most changed records an incremental run writes as one patch; past that it writes a
+/// new import, in bounded entries, put in force at the end.
+const PATCH_LIMIT: usize = 2_000;
+
 impl Node {
     /// Imports the directory once, now, and returns the run's record.
+    ///
+    /// The first run of a leader, and a run every `full_every_hours`, reads everything. Other
+    /// runs ask the server only for what changed since the previous one (by `uSNChanged`,
+    /// `entryCSN` or `modifyTimestamp`, whichever it keeps) and its list of DNs for
+    /// deletions, resolve membership again over the whole directory, and write only the
+    /// records that changed, in one entry.
     pub async fn import_directory(&self) -> Result<DirectoryRun, ProposeError> {
         let Some(section) = &self.directory else {
             return Err(ProposeError::Refused(
                 "no [directory] section is configured".into(),
             ));
         };
+        let mut cache = self.directory_cache.lock().await;
+        let unreadable = |e: pullback_store::StoreError| {
+            ProposeError::Unavailable(format!("reading the directory in force: {e}"))
+        };
+        let in_force = self.reader.directory_in_force().map_err(unreadable)?;
+        let newest_done = self
+            .reader
+            .directory_runs()
+            .map_err(unreadable)?
+            .into_iter()
+            .filter(|r| r.state == "done")
+            .max_by(|a, b| a.finished_at.cmp(&b.finished_at))
+            .map(|r| r.id);
+        let full_every = Duration::from_secs(section.full_every_hours.max(1) * 3600);
+        let since = cache
+            .as_ref()
+            .filter(|c| Some(&c.generation) == in_force.as_ref())
+            .filter(|c| Some(&c.last_run) == newest_done.as_ref())
+            .filter(|c| c.full_at.elapsed() < full_every)
+            .map(|c| c.watermark.clone());
         let started = chrono::Utc::now();
         let mut run = DirectoryRun {
             id: started.format("%Y%m%dT%H%M%S%.3fZ").to_string(),
@@ -84,7 +139,7 @@ impl Node {
             state: "running".into(),
             ..DirectoryRun::default()
         };
-        let imported = match pullback_directory::import(&section.ldap, None).await {
+        let imported = match pullback_directory::import(&section.ldap, since).await {
             Ok(imported) => imported,
             Err(e) => {
                 tracing::error!(error = %e, "directory import failed");
@@ -99,21 +154,41 @@ impl Node {
                 return Ok(run);
             }
         };
-        let directory = Directory::new(imported.entries);
+        run.incremental = imported.incremental;
+        let watermark = imported.watermark.clone();
+        let read_problems: Vec<String> = imported
+            .problems
+            .iter()
+            .map(|p| format!("{}: {:?}", p.dn, p.what))
+            .collect();
+        let (directory, previous) = match cache.take() {
+            Some(mut cached) if imported.incremental => {
+                cached.directory.update(imported);
+                let previous = (cached.records, cached.generation, cached.full_at);
+                (cached.directory, Some(previous))
+            }
+            _ => (Directory::new(imported.entries), None),
+        };
         run.problems = directory
             .problems()
             .iter()
-            .chain(imported.problems.iter())
-            .take(MAX_PROBLEMS)
             .map(|p| format!("{}: {:?}", p.dn, p.what))
+            .chain(read_problems)
+            .take(MAX_PROBLEMS)
             .collect();
-        let records: Vec<DirectoryRecord> = directory
+        let mut records: HashMap<String, DirectoryRecord> = HashMap::new();
+        for entry in directory
             .entries()
             .iter()
             .filter(|e| !e.addresses.is_empty())
-            .map(|e| record(&directory, e))
-            .collect();
-        run.people = records
+        {
+            let record = record(&directory, entry);
+            for address in &record.addresses {
+                records.insert(address.to_ascii_lowercase(), record.clone());
+            }
+        }
+        let unique = unique_records(&records);
+        run.people = unique
             .iter()
             .filter(|r| r.kind == Some(DirectoryKind::Person))
             .count() as u64;
@@ -122,7 +197,61 @@ impl Node {
             .iter()
             .filter(|e| e.kind == EntryKind::Group)
             .count() as u64;
-        for chunk in records.chunks(STAGE_CHUNK) {
+
+        let last_full = previous.as_ref().map(|(_, _, full_at)| *full_at);
+        if let Some((old, generation, full_at)) = previous {
+            let changed: HashMap<String, DirectoryRecord> = records
+                .iter()
+                .filter(|(address, record)| old.get(*address) != Some(record))
+                .map(|(a, r)| (a.clone(), r.clone()))
+                .collect();
+            let upserts = unique_records(&changed);
+            let removed: Vec<String> = old
+                .keys()
+                .filter(|a| !records.contains_key(*a))
+                .cloned()
+                .collect();
+            if upserts.len() + removed.len() <= PATCH_LIMIT {
+                run.state = "done".into();
+                run.changed = upserts.len() as u64;
+                run.removed = removed.len() as u64;
+                run.finished_at = Some(chrono::Utc::now());
+                let response = self
+                    .propose(Command::PatchDirectory {
+                        base: generation.clone(),
+                        run: run.clone(),
+                        upserts,
+                        removed,
+                    })
+                    .await?;
+                match response.refused {
+                    None => {
+                        tracing::info!(
+                            changed = run.changed,
+                            removed = run.removed,
+                            problems = run.problems.len(),
+                            "directory changes imported"
+                        );
+                        *cache = Some(DirectoryCache {
+                            directory,
+                            watermark,
+                            records,
+                            generation,
+                            last_run: run.id.clone(),
+                            full_at,
+                        });
+                        return Ok(run);
+                    }
+                    Some(why) => {
+                        tracing::warn!(reason = %why, "directory patch refused; writing the whole import");
+                    }
+                }
+            }
+        }
+
+        run.changed = unique.len() as u64;
+        run.removed = 0;
+        for chunk in unique.chunks(STAGE_CHUNK) {
             self.propose(Command::StageDirectory {
                 import: run.id.clone(),
                 records: chunk.to_vec(),
@@ -140,10 +269,30 @@ impl Node {
             people = run.people,
             groups = run.groups,
             problems = run.problems.len(),
+            incremental_read = run.incremental,
             "directory imported"
         );
+        *cache = Some(DirectoryCache {
+            directory,
+            watermark,
+            records,
+            generation: run.id.clone(),
+            last_run: run.id.clone(),
+            // Changes read onto the last full run keep its time; a full read starts anew.
+            full_at: last_full.unwrap_or_else(std::time::Instant::now),
+        });
         Ok(run)
     }
+}
+
+/// Each record once, though it is filed under each of its addresses; in DN order.
+fn unique_records(by_address: &HashMap<String, DirectoryRecord>) -> Vec<DirectoryRecord> {
+    let mut seen = std::collections::BTreeMap::new();
+    for record in by_address.values() {
+        seen.entry(record.dn.clone())
+            .or_insert_with(|| record.clone());
+    }
+    seen.into_values().collect()
 }
 
 /// The leader's loop: an import at once, then one every interval.

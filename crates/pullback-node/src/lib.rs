@@ -132,6 +132,8 @@ pub struct Node {
     pub maintenance: maintenance::Maintenance,
     /// Where the directory is imported from, if anywhere.
     pub directory: Option<directory::DirectorySection>,
+    /// The leader's last directory import, for the next one to read only changes.
+    directory_cache: tokio::sync::Mutex<Option<directory::DirectoryCache>>,
 }
 
 impl Node {
@@ -220,6 +222,7 @@ impl Node {
             tap_sources: parts.sources.iter().map(|s| s.name.clone()).collect(),
             maintenance,
             directory: config.directory.clone(),
+            directory_cache: tokio::sync::Mutex::new(None),
         });
         let leader_raft = raft.clone();
         node.spawn_background(run_groups(grouped, move |commands| {

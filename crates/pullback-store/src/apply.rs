@@ -332,6 +332,31 @@ pub(crate) fn apply(
             tx.put(Cf::State, crate::directory::run_key(&run.id), run);
             Ok(CommandResponse::default())
         }
+        Command::PatchDirectory {
+            base,
+            run,
+            upserts,
+            removed,
+        } => {
+            let current: Option<String> = tx.get(Cf::State, crate::directory::CURRENT)?;
+            if current.as_deref() != Some(base.as_str()) {
+                return Ok(CommandResponse::refused(format!(
+                    "the directory import in force is {current:?}, not {base}"
+                )));
+            }
+            for address in removed {
+                let key = crate::directory::record_key(base, &address.to_ascii_lowercase());
+                tx.delete(Cf::State, key);
+            }
+            for record in upserts {
+                for address in &record.addresses {
+                    let key = crate::directory::record_key(base, &address.to_ascii_lowercase());
+                    tx.put(Cf::State, key, record);
+                }
+            }
+            tx.put(Cf::State, crate::directory::run_key(&run.id), run);
+            Ok(CommandResponse::default())
+        }
         Command::PutBackupRecord { record } => {
             tx.put(Cf::State, keys::backup(&record.id), record);
             Ok(CommandResponse::default())

@@ -52,6 +52,11 @@ impl crate::Reader {
         Ok(StoredDirectory::new(self.db())?.lookup(address))
     }
 
+    /// The id of the directory import in force, if any.
+    pub fn directory_in_force(&self) -> Result<Option<String>, StoreError> {
+        self.db().get(Cf::State, CURRENT)
+    }
+
     /// Directory imports, oldest first.
     pub fn directory_runs(&self) -> Result<Vec<DirectoryRun>, StoreError> {
         let rows = self.db().scan::<DirectoryRun>(Cf::State, b"dirrun/")?;
