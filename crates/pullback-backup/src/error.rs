@@ -7,6 +7,12 @@ use std::path::PathBuf;
 /// Why a backup operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// What the manifest describes could not be worked out, so the backup was abandoned.
+    #[error("describing the backup: {reason}")]
+    Describe {
+        /// Why not, such as a value in the store that cannot be read.
+        reason: String,
+    },
     /// The target configuration cannot work.
     #[error("backup target: {problem}")]
     InvalidConfig {

@@ -95,9 +95,24 @@ impl Target {
         manifest: Manifest,
         progress: &ProgressFn<'_>,
     ) -> Result<Manifest, BackupError> {
+        let id = manifest.id.clone();
+        self.write_described(source_dir, &id, async { Ok(manifest) }, progress)
+            .await
+    }
+
+    /// [`Target::write`] with a manifest that is still being worked out while the files are
+    /// copied (the counts of a scan of the same files, say): `manifest` is awaited once every
+    /// file is written, and its error abandons the backup. Its `id` must be `id`.
+    pub async fn write_described(
+        &self,
+        source_dir: &Path,
+        id: &str,
+        manifest: impl Future<Output = Result<Manifest, BackupError>> + Send,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Manifest, BackupError> {
         match self {
-            Target::Local(local) => local.write(source_dir, manifest, progress).await,
-            Target::Sftp(sftp) => sftp.write(source_dir, manifest, progress).await,
+            Target::Local(local) => local.write(source_dir, id, manifest, progress).await,
+            Target::Sftp(sftp) => sftp.write(source_dir, id, manifest, progress).await,
         }
     }
 

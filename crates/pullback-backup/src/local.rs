@@ -49,15 +49,33 @@ impl LocalTarget {
     pub async fn write(
         &self,
         source_dir: &Path,
-        manifest: Manifest,
+        id: &str,
+        manifest: impl Future<Output = Result<Manifest, BackupError>> + Send,
         progress: &ProgressFn<'_>,
     ) -> Result<Manifest, BackupError> {
-        let root = self.root.clone();
-        let source = source_dir.to_owned();
-        run_blocking(Stage::Writing, progress, move |meter| {
-            write(&root, &source, manifest, meter)
+        let (root, source, owned_id) = (self.root.clone(), source_dir.to_owned(), id.to_owned());
+        let (partial, files, entries) = run_blocking(Stage::Writing, progress, move |meter| {
+            write_files(&root, &source, &owned_id, meter)
         })
-        .await
+        .await?;
+        let described = match manifest.await {
+            Ok(manifest) if manifest.id != id => Err(BackupError::Describe {
+                reason: format!("the manifest is for backup {}, not {id}", manifest.id),
+            }),
+            described => described,
+        };
+        match described {
+            Ok(manifest) => {
+                let root = self.root.clone();
+                // The bytes are all counted already; this part reports no progress of its own.
+                blocking(move || finish(&root, &partial, &files, entries, manifest)).await
+            }
+            Err(e) => {
+                // Best effort: the error that stopped the write is the one to report.
+                let _ = fs::remove_dir_all(&partial);
+                Err(e)
+            }
+        }
     }
 
     /// Reads the backup back and checks every file against the manifest.
@@ -118,19 +136,20 @@ async fn blocking<T: Send + 'static>(
     run_blocking(Stage::Verifying, crate::NO_PROGRESS, move |_| work()).await
 }
 
-fn write(
+/// Copies the files of `source` into `<root>/<id>.partial/`; returns that folder, the files
+/// and their entries.
+fn write_files(
     root: &Path,
     source: &Path,
-    mut manifest: Manifest,
+    id: &str,
     meter: &Meter,
-) -> Result<Manifest, BackupError> {
-    check_id(&manifest.id)?;
-    let id = manifest.id.clone();
+) -> Result<(PathBuf, Vec<SourceFile>, Vec<FileEntry>), BackupError> {
+    check_id(id)?;
     check_root(root)?;
-    let done = root.join(&id);
+    let done = root.join(id);
     if done.exists() {
         return Err(BackupError::AlreadyExists {
-            id,
+            id: id.to_owned(),
             location: root.display().to_string(),
         });
     }
@@ -142,19 +161,37 @@ fn write(
         fs::remove_dir_all(&partial).map_err(io_error("removing the stale", &partial))?;
     }
     fs::create_dir(&partial).map_err(io_error("creating", &partial))?;
-    let written = copy_into(&partial, &files, meter).and_then(|entries| {
-        manifest.manifest_format = MANIFEST_FORMAT;
-        manifest.files = entries;
-        write_synced(&partial.join(MANIFEST_FILE), &manifest.to_json())?;
-        sync_folders(&partial, files.iter().map(|f| f.relative.as_str()))
-    });
+    match copy_into(&partial, &files, meter) {
+        Ok(entries) => Ok((partial, files, entries)),
+        Err(e) => {
+            // Best effort: the error that stopped the write is the one to report.
+            let _ = fs::remove_dir_all(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the manifest into the partial folder, syncs everything and renames the folder to
+/// the backup's id, which makes it complete.
+fn finish(
+    root: &Path,
+    partial: &Path,
+    files: &[SourceFile],
+    entries: Vec<FileEntry>,
+    mut manifest: Manifest,
+) -> Result<Manifest, BackupError> {
+    manifest.manifest_format = MANIFEST_FORMAT;
+    manifest.files = entries;
+    let written = write_synced(&partial.join(MANIFEST_FILE), &manifest.to_json())
+        .and_then(|()| sync_folders(partial, files.iter().map(|f| f.relative.as_str())));
     if let Err(e) = written {
-        // Best effort: the error that stopped the write is the one to report.
-        let _ = fs::remove_dir_all(&partial);
+        let _ = fs::remove_dir_all(partial);
         return Err(e);
     }
-    fs::rename(&partial, &done).map_err(io_error("renaming", &partial))?;
+    let done = root.join(&manifest.id);
+    fs::rename(partial, &done).map_err(io_error("renaming", partial))?;
     sync_folder(root)?;
+    let id = &manifest.id;
     tracing::info!(id, target = %root.display(), bytes = manifest.total_bytes(), "backup written");
     Ok(manifest)
 }

@@ -166,11 +166,12 @@ impl SftpTarget {
     pub async fn write(
         &self,
         source_dir: &Path,
-        mut manifest: Manifest,
+        id: &str,
+        manifest: impl Future<Output = Result<Manifest, BackupError>> + Send,
         progress: &ProgressFn<'_>,
     ) -> Result<Manifest, BackupError> {
-        check_id(&manifest.id)?;
-        let id = manifest.id.clone();
+        check_id(id)?;
+        let id = id.to_owned();
         let source = source_dir.to_owned();
         let files = blocking(move || walk_source(&source)).await?;
         let session = self.connect().await?;
@@ -191,22 +192,33 @@ impl SftpTarget {
         let total = files.iter().map(|f| f.size).sum();
         let mut reporter = Reporter::new(progress, Stage::Writing, total);
         let written = async {
-            manifest.manifest_format = MANIFEST_FORMAT;
-            manifest.files = self
+            let files = self
                 .upload_all(&session, &partial, &files, &mut reporter)
                 .await?;
+            let mut manifest = manifest.await?;
+            if manifest.id != id {
+                return Err(BackupError::Describe {
+                    reason: format!("the manifest is for backup {}, not {id}", manifest.id),
+                });
+            }
+            manifest.manifest_format = MANIFEST_FORMAT;
+            manifest.files = files;
             let manifest_path = join(&partial, MANIFEST_FILE);
             session
                 .upload_bytes(&manifest_path, &manifest.to_json())
-                .await
+                .await?;
+            Ok(manifest)
         }
         .await;
-        if let Err(e) = written {
-            // Best effort: the error that stopped the write is the one to report.
-            let _ = session.remove_tree(&partial).await;
-            session.close().await;
-            return Err(e);
-        }
+        let manifest = match written {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                // Best effort: the error that stopped the write is the one to report.
+                let _ = session.remove_tree(&partial).await;
+                session.close().await;
+                return Err(e);
+            }
+        };
         session.rename(&partial, &done).await?;
         session.close().await;
         reporter.report();

@@ -371,3 +371,55 @@ async fn fetch_makes_the_destination_folder() {
     assert_same_files(&into);
     assert_eq!(reports.last().stage, Stage::Fetching);
 }
+
+#[tokio::test]
+async fn a_manifest_worked_out_alongside_the_copy_completes_it_or_abandons_it() {
+    let (root, source, target) = setup();
+    let described = manifest(3);
+    let id = described.id.clone();
+    let written = target
+        .write_described(source.path(), &id, async { Ok(described) }, NO_PROGRESS)
+        .await
+        .unwrap();
+    assert_eq!(written.files.len(), FILES.len());
+    target.verify(&id, NO_PROGRESS).await.unwrap();
+
+    // A description that fails (a store value that cannot be read, say) leaves nothing.
+    let failed = manifest(4);
+    let failed_id = failed.id.clone();
+    let error = target
+        .write_described(
+            source.path(),
+            &failed_id,
+            async {
+                Err(BackupError::Describe {
+                    reason: "a value cannot be read".into(),
+                })
+            },
+            NO_PROGRESS,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("a value cannot be read"),
+        "{error}"
+    );
+    let left: Vec<String> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [id.clone()], "no partial folder or backup is left");
+
+    // A description of another backup is refused.
+    let error = target
+        .write_described(
+            source.path(),
+            &failed_id,
+            async { Ok(manifest(5)) },
+            NO_PROGRESS,
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not"), "{error}");
+    assert_eq!(target.list().await.unwrap().len(), 1);
+}

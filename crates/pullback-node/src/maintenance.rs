@@ -9,7 +9,7 @@
 
 use crate::config::{BackupTargetConfig, MaintenanceConfig};
 use crate::{Node, ProposeError};
-use pullback_backup::{Manifest, Progress, Stage, Target};
+use pullback_backup::{BackupError, Manifest, Progress, Stage, Target};
 use pullback_domain::{
     BackupRecord, BackupState, Command, PurgeRun, PurgeSchedule, PurgeState, RecommendationMarks,
     Removed, Timestamp,
@@ -194,33 +194,54 @@ impl Node {
         std::fs::create_dir_all(scratch)
             .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
         let (reader, dir) = (self.reader.clone(), checkpoint.clone());
-        let summary = tokio::task::spawn_blocking(move || reader.backup_checkpoint(&dir))
+        tokio::task::spawn_blocking(move || reader.store_checkpoint(&dir))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("taking a checkpoint: {e}"))?;
-        record.applied_index = summary.applied_index;
-        record.counts = summary.counts.clone();
         record.stage = "writing".into();
         self.save_backup(record).await;
 
-        let manifest = Manifest {
-            manifest_format: pullback_backup::MANIFEST_FORMAT,
-            id: record.id.clone(),
-            pullback_version: self.maintenance.version.clone(),
-            data_format: summary.data_format,
-            cluster: summary.cluster.clone(),
-            node_id: self.id,
-            created_at: record.started_at,
-            applied_index: summary.applied_index,
-            counts: summary.counts.clone(),
-            files: Vec::new(),
+        // The checkpoint is read whole (every value decoded, the records counted) while its
+        // files are copied: both read the same files, so the disk gives them up once, and the
+        // counts are ready when the manifest is written after the last file.
+        let dir = checkpoint.clone();
+        let scan = tokio::task::spawn_blocking(move || pullback_store::backup::inspect(&dir));
+        let summary = Mutex::new(None);
+        let describe = async {
+            let scanned = scan.await.map_err(|e| BackupError::Describe {
+                reason: e.to_string(),
+            })?;
+            let scanned = scanned.map_err(|e| BackupError::Describe {
+                reason: format!("reading the checkpoint: {e}"),
+            })?;
+            let manifest = Manifest {
+                manifest_format: pullback_backup::MANIFEST_FORMAT,
+                id: record.id.clone(),
+                pullback_version: self.maintenance.version.clone(),
+                data_format: scanned.data_format,
+                cluster: scanned.cluster.clone(),
+                node_id: self.id,
+                created_at: record.started_at,
+                applied_index: scanned.applied_index,
+                counts: scanned.counts.clone(),
+                files: Vec::new(),
+            };
+            *summary.lock().unwrap_or_else(|e| e.into_inner()) = Some(scanned);
+            Ok(manifest)
         };
         let progress = ProgressWriter::new(self.clone(), record.clone());
         let report = |p: Progress| progress.report(p);
+        let id = record.id.clone();
         let written = target
-            .write(&checkpoint, manifest, &report)
+            .write_described(&checkpoint, &id, describe, &report)
             .await
             .map_err(|e| format!("writing: {e}"))?;
+        let summary = summary
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or("the checkpoint was not read")?;
+        record.applied_index = summary.applied_index;
+        record.counts = summary.counts.clone();
         record.total_bytes = written.total_bytes();
         record.done_bytes = 0;
         record.stage = "verifying".into();

@@ -55,10 +55,16 @@ impl crate::Reader {
     /// links to the live store's, so this takes moments and little space until the store
     /// compacts them away.
     pub fn backup_checkpoint(&self, dir: &Path) -> Result<Summary, StoreError> {
+        self.store_checkpoint(dir)?;
+        inspect(dir)
+    }
+
+    /// [`Reader::backup_checkpoint`] without the look at what it holds, for a caller that
+    /// runs [`inspect`] itself, alongside other work on the same files.
+    pub fn store_checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
         rocksdb::checkpoint::Checkpoint::new(self.db().rocks())
             .and_then(|c| c.create_checkpoint(dir))
-            .map_err(rocks("creating a checkpoint for a backup"))?;
-        inspect(dir)
+            .map_err(rocks("creating a checkpoint for a backup"))
     }
 }
 
