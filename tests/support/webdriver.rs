@@ -39,6 +39,12 @@ pub struct Element {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a window of `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with_args(width, height, &[]).await
+    }
+
+    /// Like [`Browser::start`], with more Chromium arguments (such as
+    /// `--ignore-certificate-errors-spki-list=<hash>` to trust one test server's key).
+    pub async fn start_with_args(width: u32, height: u32, extra: &[String]) -> Browser {
         let port = super::free_port();
         let mut command = Command::new(CHROMEDRIVER);
         command
@@ -84,6 +90,24 @@ impl Browser {
         assert!(ready, "chromedriver did not start on {}", browser.base);
 
         let profile = browser._profile.path().display().to_string();
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-default-apps".to_owned(),
+            "--disable-extensions".to_owned(),
+            "--disable-sync".to_owned(),
+            "--no-first-run".to_owned(),
+            "--no-default-browser-check".to_owned(),
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
+                .to_owned(),
+            format!("--user-data-dir={profile}"),
+            format!("--window-size={width},{height}"),
+        ];
+        args.extend(extra.iter().cloned());
         let capabilities = json!({
             "capabilities": {
                 "alwaysMatch": {
@@ -91,22 +115,7 @@ impl Browser {
                     "goog:loggingPrefs": { "browser": "SEVERE" },
                     "goog:chromeOptions": {
                         "binary": CHROMIUM,
-                        "args": [
-                            "--headless",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-dev-shm-usage",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-default-apps",
-                            "--disable-extensions",
-                            "--disable-sync",
-                            "--no-first-run",
-                            "--no-default-browser-check",
-                            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-                            format!("--user-data-dir={profile}"),
-                            format!("--window-size={width},{height}"),
-                        ],
+                        "args": args,
                     },
                 },
             },

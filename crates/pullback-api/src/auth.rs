@@ -28,13 +28,20 @@ pub struct Caller {
     pub role: Role,
     /// True for a signed-in user, false for an API key.
     pub is_user: bool,
+    /// The identity provider that vouched for a signed-in user (`azure ad`); `None` for a
+    /// local account or an API key.
+    pub provider: Option<String>,
 }
 
 impl Caller {
-    /// How the audit log names the caller: `user alice` or `key ci-pipeline`.
+    /// How the audit log names the caller: `user alice`, `user ann@contoso.com (azure ad)`
+    /// or `key ci-pipeline`.
     pub fn audit_name(&self) -> String {
         let kind = if self.is_user { "user" } else { "key" };
-        format!("{kind} {}", self.name)
+        match &self.provider {
+            Some(provider) => format!("{kind} {} ({provider})", self.name),
+            None => format!("{kind} {}", self.name),
+        }
     }
 
     /// Refuses the call unless the caller's role is at least `needed`.
@@ -95,6 +102,7 @@ pub(crate) async fn authenticate(
             name: known.name.clone(),
             role: known.role,
             is_user: false,
+            provider: None,
         }
     } else if let Some(token) = crate::users::session_cookie(request.headers()) {
         let changes = !matches!(

@@ -12,6 +12,7 @@ mod error;
 mod intel;
 mod maintenance;
 mod native;
+mod oidc;
 mod search;
 mod sources;
 mod threat_response;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub node: Arc<Node>,
     pub keys: Arc<Vec<ApiKey>>,
     pub sign_ins: Arc<SignInThrottle>,
+    /// Sign-in with Azure AD, when `[oidc]` is configured.
+    pub oidc: Option<Arc<pullback_oidc::OidcClient>>,
 }
 
 impl AppState {
@@ -44,7 +47,14 @@ impl AppState {
             node,
             keys: Arc::new(keys),
             sign_ins: Arc::default(),
+            oidc: None,
         }
+    }
+
+    /// Offers sign-in with Azure AD next to local accounts.
+    pub fn with_oidc(mut self, client: pullback_oidc::OidcClient) -> AppState {
+        self.oidc = Some(Arc::new(client));
+        self
     }
 }
 
@@ -79,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(ready))
         .merge(cluster::public_routes())
         .merge(users::public_routes())
+        .merge(oidc::public_routes())
         .merge(ui::routes())
         // Pushes carry their source's credential, not an API key.
         .merge(sources::push_routes())

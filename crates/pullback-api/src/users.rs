@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
-use pullback_domain::{Command, Role, Secret, Session, User, valid_user_name};
+use pullback_domain::{Command, ExternalSignIn, Role, Secret, Session, User, valid_user_name};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -118,8 +118,10 @@ fn token_hash(token: &str) -> String {
     hex::encode(auth::hash_key(token))
 }
 
-/// The session and its user, if the session is current and the user may still sign in.
-async fn live_session(state: &AppState, token: &str) -> ApiResult<Option<(Session, User)>> {
+/// The session and its role, if the session is current and its user may still sign in: a
+/// local account that still exists and is not disabled, or someone an identity provider
+/// vouched for, with the role granted at sign-in.
+async fn live_session(state: &AppState, token: &str) -> ApiResult<Option<(Session, Role)>> {
     let key = token_hash(token);
     let reader = state.node.reader();
     let mut session = reader.session(&key)?;
@@ -134,8 +136,12 @@ async fn live_session(state: &AppState, token: &str) -> ApiResult<Option<(Sessio
     if session.expires_at <= chrono::Utc::now() {
         return Ok(None);
     }
+    if let Some(external) = &session.external {
+        let role = external.role;
+        return Ok(Some((session, role)));
+    }
     match reader.user(&session.user)? {
-        Some(user) if !user.disabled => Ok(Some((session, user))),
+        Some(user) if !user.disabled => Ok(Some((session, user.role))),
         _ => Ok(None),
     }
 }
@@ -148,7 +154,7 @@ pub(crate) async fn session_caller(
     headers: &HeaderMap,
     changes: bool,
 ) -> ApiResult<Caller> {
-    let Some((session, user)) = live_session(state, token).await? else {
+    let Some((session, role)) = live_session(state, token).await? else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the session has ended; sign in again",
@@ -164,7 +170,7 @@ pub(crate) async fn session_caller(
             &auth::hash_key(&session.csrf_token.0),
         ) || presented.is_empty()
         {
-            tracing::warn!(user = %user.name, "changing request without the session's CSRF token");
+            tracing::warn!(user = %session.user, "changing request without the session's CSRF token");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "the X-CSRF-Token header is missing or wrong",
@@ -172,8 +178,9 @@ pub(crate) async fn session_caller(
         }
     }
     Ok(Caller {
-        name: user.name,
-        role: user.role,
+        provider: session.external.map(|e| e.provider),
+        name: session.user,
+        role,
         is_user: true,
     })
 }
@@ -192,16 +199,32 @@ struct SessionView {
     role: Role,
     csrf_token: String,
     expires_at: pullback_domain::Timestamp,
+    /// The identity provider that vouched for the user (`azure ad`), absent for a local
+    /// account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
 }
 
-fn random_token() -> ApiResult<String> {
+impl SessionView {
+    fn of(session: Session, role: Role) -> SessionView {
+        SessionView {
+            user: session.user,
+            role,
+            csrf_token: session.csrf_token.0,
+            expires_at: session.expires_at,
+            provider: session.external.map(|e| e.provider),
+        }
+    }
+}
+
+pub(crate) fn random_token() -> ApiResult<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(hex::encode(bytes))
 }
 
-fn cookie(value: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn cookie(value: &str, max_age: i64) -> HeaderValue {
     let text =
         format!("{COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -251,35 +274,48 @@ async fn sign_in(State(state): State<AppState>, Json(body): Json<SignIn>) -> Api
         ));
     };
     state.sign_ins.succeeded(&name);
-    let token = random_token()?;
-    let now = chrono::Utc::now();
-    let session = Session {
-        user: user.name.clone(),
-        created_at: now,
-        expires_at: now + chrono::Duration::hours(SESSION_HOURS),
-        csrf_token: Secret(random_token()?),
-    };
     let caller = Caller {
         name: user.name.clone(),
         role: user.role,
         is_user: true,
+        provider: None,
+    };
+    let (token, session) = open_session(&state, &caller, None).await?;
+    let mut response = Json(SessionView::of(session, user.role)).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie_for(&token));
+    Ok(response)
+}
+
+/// Starts a session for `caller` through the replicated, audited commit path; answers the
+/// cookie's value and the session. `external` is set when an identity provider vouched for
+/// the caller instead of a local password.
+pub(crate) async fn open_session(
+    state: &AppState,
+    caller: &Caller,
+    external: Option<ExternalSignIn>,
+) -> ApiResult<(String, Session)> {
+    let token = random_token()?;
+    let now = chrono::Utc::now();
+    let session = Session {
+        user: caller.name.clone(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(SESSION_HOURS),
+        csrf_token: Secret(random_token()?),
+        external,
     };
     let command = Command::StartSession {
         token_sha256: token_hash(&token),
         session: session.clone(),
     };
-    commit(&state, &caller, command).await?;
-    let view = SessionView {
-        user: user.name,
-        role: user.role,
-        csrf_token: session.csrf_token.0,
-        expires_at: session.expires_at,
-    };
-    let mut response = Json(view).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, cookie(&token, SESSION_HOURS * 3600));
-    Ok(response)
+    commit(state, caller, command).await?;
+    Ok((token, session))
+}
+
+/// The `Set-Cookie` value of a new session.
+pub(crate) fn session_cookie_for(token: &str) -> HeaderValue {
+    cookie(token, SESSION_HOURS * 3600)
 }
 
 async fn current(
@@ -288,13 +324,8 @@ async fn current(
 ) -> ApiResult<Json<SessionView>> {
     let signed_out = || ApiError::new(StatusCode::UNAUTHORIZED, "not signed in");
     let token = session_cookie(&headers).ok_or_else(signed_out)?;
-    let (session, user) = live_session(&state, &token).await?.ok_or_else(signed_out)?;
-    Ok(Json(SessionView {
-        user: user.name,
-        role: user.role,
-        csrf_token: session.csrf_token.0,
-        expires_at: session.expires_at,
-    }))
+    let (session, role) = live_session(&state, &token).await?.ok_or_else(signed_out)?;
+    Ok(Json(SessionView::of(session, role)))
 }
 
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -445,6 +476,12 @@ async fn change_own_password(
         return Err(ApiError::bad_request(
             "an API key has no password; an administrator sets users' passwords",
         ));
+    }
+    if let Some(provider) = &caller.provider {
+        return Err(ApiError::bad_request(format!(
+            "{} signed in with {provider}, which keeps their password; change it there",
+            caller.name
+        )));
     }
     let user = state
         .node

@@ -88,6 +88,11 @@ async function render() {
     return;
   }
   const { path, query } = currentRoute();
+  if (path === "/signin") {
+    // Where a failed sign-in with Azure AD lands; signed in, there is nothing to do there.
+    navigate("/dashboard");
+    return;
+  }
   const found = match(path);
   const shell = showShell(path);
   const main = shell.main;
@@ -133,7 +138,10 @@ function showShell(path) {
       { class: "user" },
       h("span", { id: "session-user", class: "user-name" }, session.current.user),
       badge(roleLabel(session.current.role), session.current.role, { id: "session-role" }),
-      link("/password", "Password", { class: "link-button", id: "password-link" }),
+      // Someone Azure AD signed in has their password there, not here.
+      session.current.provider
+        ? h("span", { class: "user-provider", id: "session-provider" }, `via ${session.current.provider === "azure ad" ? "Azure AD" : session.current.provider}`)
+        : link("/password", "Password", { class: "link-button", id: "password-link" }),
       actionButton("Sign out", signOut, { id: "signout", class: "link-button" }),
     );
     const nav = h(
@@ -188,6 +196,7 @@ function showSignIn(message) {
     h("label", {}, "Password", password),
     submit,
     error,
+    h("div", { id: "signin-providers", class: "signin-providers", hidden: true }),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -207,6 +216,43 @@ function showSignIn(message) {
   });
   replace(root, h("div", { class: "signin-page" }, form));
   username.focus();
+  showProviders(error);
+}
+
+/**
+ * Offers the sign-in methods the server has besides passwords (Azure AD), and shows the
+ * message of a sign-in with one of them that just failed: the server keeps it for this page
+ * in a cookie of its own, so a link cannot put words on it.
+ */
+async function showProviders(error) {
+  let methods;
+  try {
+    methods = await api("GET", "/api/v1/session/methods", undefined, { quietUnauthorized: true });
+  } catch {
+    return;
+  }
+  const box = document.getElementById("signin-providers");
+  if (!box || !methods) return;
+  if (methods.notice) {
+    error.textContent = methods.notice;
+    error.hidden = false;
+  }
+  const providers = methods.providers ?? [];
+  if (providers.length === 0) return;
+  const { path, query } = currentRoute();
+  const back = path === "/signin" ? "/dashboard" : query ? `${path}?${query}` : path;
+  replace(
+    box,
+    h("p", { class: "muted signin-or" }, "or"),
+    providers.map((p) =>
+      h("a", {
+        class: "button signin-provider",
+        id: `signin-${p.id.replace(/_/g, "-")}`,
+        href: `${p.login_url}?return_to=${encodeURIComponent(back)}`,
+      }, p.label),
+    ),
+  );
+  box.hidden = false;
 }
 
 async function signOut() {

@@ -56,6 +56,24 @@ pub struct Session {
     /// The token every changing request of this session must repeat in a header. It is not
     /// a credential on its own: without the cookie it opens nothing.
     pub csrf_token: Secret,
+    /// Set when an outside identity provider vouched for the user instead of a local
+    /// password: such a session needs no local account, and its role is the one the
+    /// provider's groups or app roles granted at sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalSignIn>,
+}
+
+/// Who vouched for a session's user, when it was not a local password.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExternalSignIn {
+    /// The identity provider as audit entries name it, such as `azure ad`.
+    pub provider: String,
+    /// The role granted at sign-in.
+    pub role: Role,
+    /// The user's immutable id at the provider (Azure AD's object id).
+    pub subject: String,
+    /// The provider's tenant the user belongs to.
+    pub tenant: String,
 }
 
 /// One change, who made it and how it ended.

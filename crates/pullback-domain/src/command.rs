@@ -397,7 +397,10 @@ impl Command {
                 if user.disabled { ", disabled" } else { "" }
             ),
             Command::DeleteUser { name } => format!("user {name}"),
-            Command::StartSession { session, .. } => format!("user {}", session.user),
+            Command::StartSession { session, .. } => match &session.external {
+                Some(external) => format!("user {} ({})", session.user, external.provider),
+                None => format!("user {}", session.user),
+            },
             Command::EndSession { .. } => "session".to_owned(),
             Command::Audited { command, .. } => command.describe(),
             Command::Batch { commands } => format!("{} commands", commands.len()),

@@ -16,7 +16,7 @@ pub mod quarantine;
 pub mod source;
 pub mod versioned;
 
-pub use access::{AuditEntry, Role, Session, User, valid_user_name};
+pub use access::{AuditEntry, ExternalSignIn, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
 pub use command::{Command, CommandResponse, Removed, Secret};
 pub use directory::{

@@ -36,6 +36,9 @@ pub struct Config {
     /// The LDAP or Active Directory server people and groups are imported from.
     #[serde(default)]
     pub directory: Option<crate::directory::DirectorySection>,
+    /// Sign-in with Azure AD for the web UI, next to local accounts.
+    #[serde(default)]
+    pub oidc: Option<crate::oidc::OidcSection>,
     /// Thresholds of the recommendations about size and backups.
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
@@ -595,6 +598,11 @@ impl Config {
             && let Err(e) = directory.ldap.validate()
         {
             problems.push(format!("directory: {e}"));
+        }
+        if let Some(oidc) = &self.oidc
+            && let Err(found) = oidc.settings()
+        {
+            problems.extend(found);
         }
         if !(1..=100).contains(&self.maintenance.size_warning_percent) {
             problems.push("maintenance.size_warning_percent must be between 1 and 100".into());

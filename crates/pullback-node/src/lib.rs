@@ -14,6 +14,7 @@ mod leader;
 pub mod maintenance;
 pub mod metrics;
 mod network;
+pub mod oidc;
 mod scripts;
 mod sources;
 mod worker;

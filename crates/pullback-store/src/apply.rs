@@ -453,8 +453,10 @@ pub(crate) fn apply(
             token_sha256,
             session,
         } => {
+            // A session an identity provider vouched for needs no local account; a local
+            // account of the same name is someone else.
             let user = tx.get::<pullback_domain::User>(Cf::State, &keys::user(&session.user))?;
-            if user.is_none_or(|u| u.disabled) {
+            if session.external.is_none() && user.is_none_or(|u| u.disabled) {
                 return Ok(CommandResponse::refused(format!(
                     "user {:?} cannot sign in",
                     session.user
@@ -521,7 +523,8 @@ fn end_sessions_of(
     for (key, session) in sessions {
         let ends = match expired_at {
             Some(now) => session.expires_at <= now,
-            None => session.user == user,
+            // Only local sessions belong to a local account.
+            None => session.user == user && session.external.is_none(),
         };
         if ends {
             tx.delete(Cf::State, key);

@@ -740,6 +740,7 @@ async fn users_sessions_and_the_audit_log() {
         created_at: now,
         expires_at: now + chrono::Duration::hours(8),
         csrf_token: pullback_domain::Secret("csrf".into()),
+        external: None,
     };
     let start = Command::StartSession {
         token_sha256: "t1".into(),
@@ -783,6 +784,57 @@ async fn users_sessions_and_the_audit_log() {
     // Paging: entries older than the second.
     let older = h.reader.audit_page(Some(log[1].id), 10).unwrap();
     assert_eq!(older.len(), 2);
+}
+
+#[tokio::test]
+async fn sessions_an_identity_provider_vouched_for_need_no_local_account() {
+    let mut h = Harness::new();
+    let now = Utc::now();
+    let audited = |command: Command| Command::Audited {
+        by: "user ann@contoso.test (azure ad)".into(),
+        at: now,
+        command: Box::new(command),
+    };
+    let session = pullback_domain::Session {
+        user: "ann@contoso.test".into(),
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(8),
+        csrf_token: pullback_domain::Secret("csrf".into()),
+        external: Some(pullback_domain::ExternalSignIn {
+            provider: "azure ad".into(),
+            role: pullback_domain::Role::Admin,
+            subject: "0d2b1b8e-1111-4c5d-9e6f-000000000a11".into(),
+            tenant: "5e3ce6c0-2b1f-4285-8d4b-75ee78787346".into(),
+        }),
+    };
+    let start = Command::StartSession {
+        token_sha256: "t-azure".into(),
+        session: session.clone(),
+    };
+    assert!(h.apply(audited(start)).await.refused.is_none());
+    assert_eq!(h.reader.session("t-azure").unwrap(), Some(session));
+
+    // A local account of the same name is someone else: disabling or deleting it leaves the
+    // session alone.
+    let local = pullback_domain::User {
+        name: "ann@contoso.test".into(),
+        role: pullback_domain::Role::ReadOnly,
+        password_hash: pullback_domain::Secret("$argon2id$v=19$hash".into()),
+        disabled: true,
+        created_at: now,
+        updated_at: now,
+    };
+    h.apply(audited(Command::PutUser { user: local })).await;
+    h.apply(audited(Command::DeleteUser {
+        name: "ann@contoso.test".into(),
+    }))
+    .await;
+    assert!(h.reader.session("t-azure").unwrap().is_some());
+
+    let log = h.reader.audit_page(None, 10).unwrap();
+    let sign_in = log.iter().find(|e| e.action == "sign_in").expect("audited");
+    assert_eq!(sign_in.by, "user ann@contoso.test (azure ad)");
+    assert_eq!(sign_in.detail, "user ann@contoso.test (azure ad)");
 }
 
 #[tokio::test]

@@ -37,9 +37,21 @@ pub fn parts(config: &Config) -> anyhow::Result<(Parts, Vec<ApiKey>)> {
     ))
 }
 
+/// The Azure AD sign-in client, when `[oidc]` is configured.
+pub fn oidc_client(config: &Config) -> anyhow::Result<Option<pullback_oidc::OidcClient>> {
+    let Some(section) = &config.oidc else {
+        return Ok(None);
+    };
+    let settings = section
+        .settings()
+        .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
+    Ok(Some(pullback_oidc::OidcClient::new(settings)?))
+}
+
 pub fn validate(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     parts(&config)?;
+    oidc_client(&config)?;
     if let Some(tls) = &config.node.tls {
         pullback_api::tls::server_config(&tls.cert_file, &tls.key_file)?;
     } else if config.cluster.is_none() && !config.node.listen.ip().is_loopback() {
@@ -72,6 +84,7 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
 pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let (parts, keys) = parts(&config)?;
+    let oidc = oidc_client(&config)?;
     let listener = tokio::net::TcpListener::bind(config.node.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
@@ -90,7 +103,12 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let node = Node::start(&config, parts).await?;
-    let app = pullback_api::router(AppState::new(node.clone(), keys));
+    let mut state = AppState::new(node.clone(), keys);
+    if let Some(client) = oidc {
+        tracing::info!(cloud = %client.settings().cloud, "sign-in with Azure AD offered");
+        state = state.with_oidc(client);
+    }
+    let app = pullback_api::router(state);
     // Stop on SIGTERM or Ctrl-C; exit with an error when Raft itself stopped, so that systemd
     // restarts the node instead of leaving a process that answers but cannot take part.
     let failed = Arc::new(std::sync::Mutex::new(None::<String>));

@@ -293,7 +293,7 @@ fn sign_in_form(login: &str, error: Option<&str>) -> String {
 
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{}</title></head>\
          <body>{body}</body></html>",
         escape(title)
     )
