@@ -228,6 +228,8 @@ async fn callback(
 }
 
 /// Commits the session; answers the cookie's value.
+// FIXME: the role is the one granted at sign-in and lasts as long as the session (8 hours):
+// someone removed from a group in Azure AD keeps their role until they sign in again.
 async fn start_session(state: &AppState, signed_in: &pullback_oidc::SignedIn) -> ApiResult<String> {
     let caller = Caller {
         name: signed_in.user.clone(),

@@ -124,6 +124,8 @@ impl RoleMapping {
         }
         // Without the groups, a missing grant may be a group we were not told about: the
         // default would then hand out less (or more) than the directory says.
+        // FIXME: the groups are not fetched from Microsoft Graph when left out, so a user in
+        // more than 200 groups can be granted a role only by an app role.
         if members.groups_left_out && self.uses_groups() {
             return Err(RoleError::GroupsLeftOut {
                 user: members.user.to_owned(),

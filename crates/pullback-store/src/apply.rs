@@ -455,6 +455,9 @@ pub(crate) fn apply(
         } => {
             // A session an identity provider vouched for needs no local account; a local
             // account of the same name is someone else.
+            // FIXME: a node of an older release does not know `external` and refuses such an
+            // entry, so during a rolling upgrade an Azure AD session exists only on the
+            // upgraded nodes; requests that reach the others are answered "not signed in".
             let user = tx.get::<pullback_domain::User>(Cf::State, &keys::user(&session.user))?;
             if session.external.is_none() && user.is_none_or(|u| u.disabled) {
                 return Ok(CommandResponse::refused(format!(

@@ -14,8 +14,8 @@
 //!   and the application's secret or certificate assertion; errors are Azure AD's JSON
 //!   (`error`, `error_description` with an AADSTS code, `error_codes`, ids and time).
 //!
-//! It is stricter than Azure AD in two places, on purpose: PKCE with S256 is required, and
-//! only `response_mode=query` is answered. [`Tamper`] makes it issue the ID tokens an
+//! It is stricter than Azure AD in three places, on purpose: PKCE with S256 and the `openid`
+//! scope are required, and only `response_mode=query` is answered. [`Tamper`] makes it issue the ID tokens an
 //! attacker or a broken provider would; [`LocalIdp::rotate_keys`] rolls a cloud's signing key
 //! over. It serves HTTPS with a certificate made at start (see [`tls`]).
 
