@@ -5,6 +5,9 @@
 //! issuer), gets the role their group or app role grants, and is audited as
 //! `user <name> (azure ad)`. Every spoiled ID token, a cancelled sign-in and a user without a
 //! role end on the sign-in page with a message saying what was wrong, and with no session.
+//!
+//! With `PULLBACK_SCREENSHOTS=1` the test also saves pictures of the sign-in page in
+//! `docs/screenshots`.
 
 mod support;
 
@@ -12,7 +15,7 @@ use pullback_oidc::Cloud;
 use pullback_oidc::testing::{App, LocalIdp, TENANT_ID, Tamper, User};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use support::webdriver::Browser;
 use support::*;
 
@@ -33,6 +36,16 @@ fn user(name: &str, object_id: &str, groups: &[&str], roles: &[&str]) -> User {
         name: name.split('@').next().unwrap_or(name).to_owned(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         app_roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+/// Saves a picture of the window as `docs/screenshots/<name>.png` when asked to.
+async fn screenshot(browser: &Browser, name: &str) {
+    if std::env::var("PULLBACK_SCREENSHOTS").as_deref() == Ok("1") {
+        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        browser
+            .screenshot(&folder.join(format!("{name}.png")))
+            .await;
     }
 }
 
@@ -220,6 +233,9 @@ async fn people_sign_in_with_azure_ad_in_the_global_and_china_clouds_and_spoiled
     .await;
 
     // alice, an administrator by group, comes back to the page she asked for.
+    browser.goto(&format!("{base}/ui#/audit")).await;
+    browser.wait_for_element("#signin-azure-ad").await;
+    screenshot(&browser, "signin-azure-ad").await;
     sign_in_with_microsoft(&browser, &base, "/audit", ALICE).await;
     assert_eq!(signed_in_as(&browser, ALICE).await, "admin");
     assert!(
@@ -293,6 +309,13 @@ async fn people_sign_in_with_azure_ad_in_the_global_and_china_clouds_and_spoiled
             message.contains(expected),
             "{tamper:?}: {expected:?} not in the message {message:?}"
         );
+        assert!(
+            message.starts_with("Sign-in with Microsoft failed: ") && message.ends_with('.'),
+            "{message}"
+        );
+        if tamper == Tamper::WrongIssuer {
+            screenshot(&browser, "signin-azure-ad-refused").await;
+        }
         assert_eq!(
             idp.hits().issued,
             issued + 1,

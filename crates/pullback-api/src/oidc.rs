@@ -138,7 +138,9 @@ struct LoginQuery {
 /// The sign-in page after a failure: the message waits in a sealed cookie.
 fn back_to_sign_in(state: &AppState, message: &str) -> Response {
     let mut cookies = vec![set_cookie(FLOW_COOKIE, "", CALLBACK_PATH, "Lax", 0)];
-    if let Some(sealed) = state.oidc.as_ref().and_then(|c| c.seal_notice(message)) {
+    let stop = if message.ends_with('.') { "" } else { "." };
+    let message = format!("Sign-in with Microsoft failed: {message}{stop}");
+    if let Some(sealed) = state.oidc.as_ref().and_then(|c| c.seal_notice(&message)) {
         cookies.push(set_cookie(
             NOTICE_COOKIE,
             &sealed,

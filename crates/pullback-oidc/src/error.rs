@@ -47,7 +47,7 @@ pub enum SignInError {
     #[error("Azure AD refused to exchange the code: {0}")]
     TokenRefused(String),
     /// The ID token failed verification.
-    #[error("{0}; sign-in refused")]
+    #[error("{0}")]
     Token(#[from] TokenError),
     /// The user has no role.
     #[error(transparent)]
