@@ -410,6 +410,16 @@ async fn people_sign_in_with_azure_ad_in_the_global_and_china_clouds_and_spoiled
     );
     assert_eq!(sign_ins(&admin).await.len(), 1);
 
+    // The outcomes are counted by kind, for monitoring.
+    let (_, metrics) = admin.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    for line in [
+        "pullback_oidc_sign_ins_total{outcome=\"ok\"} 1",
+        "pullback_oidc_sign_ins_total{outcome=\"id_token\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+
     let errors: Vec<String> = browser
         .console_errors()
         .await

@@ -198,11 +198,13 @@ async fn callback(
         Ok(signed_in) => signed_in,
         Err(e) => {
             tracing::warn!(error = %e, kind = e.kind(), "sign-in with Azure AD refused");
+            count(&state, e.kind());
             return back_to_sign_in(&state, &e.to_string());
         }
     };
     match start_session(&state, &signed_in).await {
         Ok(token) => {
+            count(&state, "ok");
             tracing::info!(
                 user = %signed_in.user,
                 role = signed_in.role.as_str(),
@@ -217,6 +219,7 @@ async fn callback(
             )
         }
         Err(e) => {
+            count(&state, "not_recorded");
             tracing::warn!(user = %signed_in.user, error = %e.message, "Azure AD sign-in not recorded");
             back_to_sign_in(
                 &state,
@@ -227,6 +230,16 @@ async fn callback(
             )
         }
     }
+}
+
+/// Counts a callback's outcome (`ok` or a bounded failure kind).
+fn count(state: &AppState, outcome: &str) {
+    state
+        .node
+        .metrics()
+        .oidc_sign_ins
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 /// Commits the session; answers the cookie's value.

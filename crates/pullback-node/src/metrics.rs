@@ -12,6 +12,7 @@ pub struct Metrics {
     pub source_errors: IntCounterVec,
     pub recipient_outcomes: IntCounterVec,
     pub proposals: IntCounterVec,
+    pub oidc_sign_ins: IntCounterVec,
     pub raft: IntGaugeVec,
     pub store_memory: IntGaugeVec,
 }
@@ -61,6 +62,11 @@ impl Metrics {
             "Commands proposed to the Raft log, by command and result.",
             &["command", "result"],
         );
+        let oidc_sign_ins = counter(
+            "pullback_oidc_sign_ins_total",
+            "Sign-ins with Azure AD on this node, by outcome (ok, or why they failed).",
+            &["outcome"],
+        );
         let raft = IntGaugeVec::new(
             Opts::new(
                 "pullback_raft",
@@ -93,6 +99,7 @@ impl Metrics {
             source_errors,
             recipient_outcomes,
             proposals,
+            oidc_sign_ins,
             raft,
         }
     }
