@@ -631,3 +631,34 @@ async fn an_unregistered_certificate_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn an_authority_that_cannot_be_reached_or_is_not_trusted_is_named() {
+    let idp = start_idp(Vec::new()).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut unreachable = settings(&idp, Cloud::Global);
+    unreachable.authority_url = Some(format!("https://127.0.0.1:{port}/global"));
+    let client = OidcClient::new(unreachable).expect("good settings");
+    let refused = client.begin("/").await.err().expect("refused");
+    assert!(
+        matches!(refused, SignInError::Unreachable { .. }),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "cannot reach Azure AD at https://127.0.0.1:{port}/global/"
+        )),
+        "{message}"
+    );
+    // The provider's certificate, not trusted: the TLS failure says so.
+    let mut untrusted = settings(&idp, Cloud::Global);
+    untrusted.ca_pem = None;
+    let client = OidcClient::new(untrusted).expect("good settings");
+    let message = client.begin("/").await.err().expect("refused").to_string();
+    assert!(message.contains("certificate"), "{message}");
+    assert_eq!(idp.hits().discovery, 0);
+}
