@@ -8,10 +8,12 @@
 //! - `lookup`: `Reader::directory_lookup` of random addresses, nine in ten of them known, one
 //!   at a time: the read the state machine makes for every recipient of every alert.
 //! - `ingest`: batches of 100 alerts (one to three recipients, one alert in ten to a list)
-//!   committed in sequence, first with match conditions that need no directory, then, on the
-//!   same node, with conditions that test a group, an attribute and an object class, exclude
-//!   a group and quarantine (dry run, so lists are expanded and every member looked up). The
-//!   difference per alert is what the directory costs the processing of an alert.
+//!   committed in sequence, three times: on a second node without a directory, with a
+//!   condition that quarantines (dry run) every phish; on this node with the same condition,
+//!   so every list is expanded and each member looked up; and on this node with conditions
+//!   that also test a group, an attribute and an object class and exclude a group, so every
+//!   recipient is looked up for each. The differences per alert are what the directory costs
+//!   the processing of an alert.
 //!
 //! Sizes come from the environment: `PULLBACK_BENCH_DIRECTORY_PEOPLE` (100 000),
 //! `PULLBACK_BENCH_DIRECTORY_LOOKUPS` (100 000), `PULLBACK_BENCH_DIRECTORY_BATCHES` (50).
@@ -70,24 +72,31 @@ fn main() -> anyhow::Result<()> {
             us(100.0)
         );
 
-        let plain = ingest(&node, people, batches, "plain").await?;
-        for condition in conditions() {
-            node.propose(Command::PutMatchCondition { condition })
-                .await?;
+        // The same alerts three ways: on a node without a directory, then on this one with
+        // conditions that do not consult it (only lists are expanded), then with conditions
+        // that test every recipient.
+        let bare = BenchNode::start(&folder, "").await?;
+        put_conditions(&bare.node, baseline()).await?;
+        let without = ingest(&bare.node, people, batches, "bare").await?;
+        bare.stop().await;
+        put_conditions(&node, baseline()).await?;
+        let lists_only = ingest(&node, people, batches, "lists").await?;
+        put_conditions(&node, conditions()).await?;
+        let tested = ingest(&node, people, batches, "tested").await?;
+        for (name, run) in [
+            ("no-directory", &without),
+            ("lists-expanded", &lists_only),
+            ("every-recipient-tested", &tested),
+        ] {
+            println!(
+                "directory ingest run={name} alerts_per_sec={:.0} us_per_alert={:.1} \
+                 people_per_alert={:.1} jobs={}",
+                run.rate,
+                run.per_alert.as_secs_f64() * 1e6,
+                run.lookups_per_alert,
+                run.jobs,
+            );
         }
-        let directory = ingest(&node, people, batches, "directory").await?;
-        let extra_us = (directory.per_alert - plain.per_alert).as_secs_f64() * 1e6;
-        println!(
-            "directory ingest plain_alerts_per_sec={:.0} directory_alerts_per_sec={:.0} \
-             plain_us_per_alert={:.1} directory_us_per_alert={:.1} extra_us_per_alert={extra_us:.1} \
-             lookups_per_alert={:.1} directory_jobs={}",
-            plain.rate,
-            directory.rate,
-            plain.per_alert.as_secs_f64() * 1e6,
-            directory.per_alert.as_secs_f64() * 1e6,
-            directory.lookups_per_alert,
-            directory.jobs,
-        );
         bench.stop().await;
         Ok(())
     })
@@ -179,7 +188,26 @@ async fn load_directory(node: &Node, people: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Conditions that consult the directory for every recipient.
+async fn put_conditions(node: &Node, conditions: Vec<MatchCondition>) -> anyhow::Result<()> {
+    for condition in conditions {
+        node.propose(Command::PutMatchCondition { condition })
+            .await?;
+    }
+    Ok(())
+}
+
+/// A dry-run quarantine of phish that consults no directory attribute.
+fn baseline() -> Vec<MatchCondition> {
+    let json = serde_json::json!([{
+        "name": "pull-phish",
+        "classifications": ["phish"],
+        "responses": ["dry_run_quarantine"]
+    }]);
+    serde_json::from_value(json).expect("the condition is valid")
+}
+
+/// Conditions that consult the directory for every recipient; `pull-phish` replaces the
+/// baseline's.
 fn conditions() -> Vec<MatchCondition> {
     let json = serde_json::json!([
         {
