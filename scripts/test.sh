@@ -3,7 +3,7 @@
 # and runs the whole suite.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd python3 chromium chromium-driver openssh-server slapd ldap-utils
+need_packages clang libclang-dev dovecot-imapd dovecot-lmtpd python3 chromium chromium-driver openssh-server slapd ldap-utils openssl
 if [ -z "${PULLBACK_SHARED_DATA:-}" ]; then
     echo "the shared test data is missing: set PULLBACK_SHARED_DATA to the shared/data folder" >&2
     exit 1

@@ -349,10 +349,6 @@ pub(crate) fn check(mailbox: &str, what: &str, reply: &Reply) -> Result<(), Grap
         | (404, "ErrorItemNotFound" | "ErrorNonExistentMailbox") => {
             format!("mailbox {mailbox} was not found in Exchange Online ({what})")
         }
-        (403, _) => format!(
-            "access to {mailbox} was denied ({what}); the application needs the Mail.ReadWrite \
-             application permission, and any application access policy must include the mailbox"
-        ),
         _ => what.to_owned(),
     };
     Err(reply.refused(&what))

@@ -199,7 +199,13 @@ fn outcome(
 }
 
 fn failed(mailbox: &str, op: Operation, error: &GraphError) -> RecipientOutcome {
-    let details = format!("graph {} failed for {mailbox}: {error}", op.verb());
+    let mut details = format!("graph {} failed for {mailbox}: {error}", op.verb());
+    if let GraphError::Refused { status: 403, .. } = error {
+        details.push_str(
+            "; the application needs the Mail.ReadWrite application permission, and any \
+             application access policy must include this mailbox",
+        );
+    }
     outcome(mailbox, RecipientStatus::Failed, details, None)
 }
 
