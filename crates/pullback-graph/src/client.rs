@@ -124,7 +124,9 @@ pub enum GraphError {
         status: u16,
         detail: String,
     },
-    #[error("{what}: still throttled after waiting {waited_secs} s in all (Graph asked for {asked_secs} s more)")]
+    #[error(
+        "{what}: still throttled after waiting {waited_secs} s in all (Graph asked for {asked_secs} s more)"
+    )]
     Throttled {
         what: String,
         waited_secs: u64,
@@ -284,7 +286,9 @@ impl GraphClient {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| GraphError::Build(format!("the CA bundle: {e}")))?;
             if certs.is_empty() {
-                return Err(GraphError::Build("the CA bundle holds no certificate".into()));
+                return Err(GraphError::Build(
+                    "the CA bundle holds no certificate".into(),
+                ));
             }
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
@@ -369,7 +373,10 @@ impl GraphClient {
                 return Err(GraphError::Malformed {
                     what: what.to_owned(),
                     status: 200,
-                    detail: format!("a next page outside {} or past {MAX_PAGES} pages", self.api_root),
+                    detail: format!(
+                        "a next page outside {} or past {MAX_PAGES} pages",
+                        self.api_root
+                    ),
                 });
             }
             let outgoing = Outgoing {
@@ -439,17 +446,17 @@ impl GraphClient {
                 if matches!(inner.status, 429 | 503) {
                     self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     let asked = inner_retry_after(&inner.headers);
-                    retry_after = Some(retry_after.unwrap_or_default().max(asked.unwrap_or_default()));
+                    retry_after = Some(
+                        retry_after
+                            .unwrap_or_default()
+                            .max(asked.unwrap_or_default()),
+                    );
                     again.insert(inner.id.clone());
                 }
             }
             // A request that failed only because what it depended on was throttled goes again.
             for item in &pending {
-                let blocked = item
-                    .depends_on
-                    .iter()
-                    .flatten()
-                    .any(|d| again.contains(d));
+                let blocked = item.depends_on.iter().flatten().any(|d| again.contains(d));
                 if blocked {
                     again.insert(item.id.clone());
                 }
@@ -468,7 +475,10 @@ impl GraphClient {
                 return Err(GraphError::Malformed {
                     what: what.to_owned(),
                     status: 200,
-                    detail: format!("the batch response has no answer for {}", missing.join(", ")),
+                    detail: format!(
+                        "the batch response has no answer for {}",
+                        missing.join(", ")
+                    ),
                 });
             }
             pending.retain(|i| again.contains(&i.id));
@@ -610,7 +620,11 @@ impl GraphClient {
                 asked_secs: wait.as_secs(),
             });
         }
-        tracing::debug!(mailbox, wait_ms = wait.as_millis() as u64, "Graph throttled a request");
+        tracing::debug!(
+            mailbox,
+            wait_ms = wait.as_millis() as u64,
+            "Graph throttled a request"
+        );
         self.gates.gate(mailbox).back_off(wait);
         Ok(())
     }
@@ -715,7 +729,9 @@ mod tests {
     #[test]
     fn an_unreadable_body_is_named() {
         let reply = Reply::from_bytes(200, b"{\"value\": [");
-        let err = reply.json::<Page<Value>>("GET messages of a@x").expect_err("truncated");
+        let err = reply
+            .json::<Page<Value>>("GET messages of a@x")
+            .expect_err("truncated");
         assert!(err.to_string().contains("not the JSON expected"), "{err}");
         assert_eq!(Reply::from_bytes(204, b"").body, Value::Null);
     }

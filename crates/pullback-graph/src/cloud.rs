@@ -170,13 +170,24 @@ mod tests {
 
     #[test]
     fn each_cloud_has_its_own_authority_and_graph() {
-        let global = ("https://login.microsoftonline.com", "https://graph.microsoft.com");
+        let global = (
+            "https://login.microsoftonline.com",
+            "https://graph.microsoft.com",
+        );
         check(NationalCloud::Global, global.0, global.1);
         let us = "https://login.microsoftonline.us";
         check(NationalCloud::UsGov, us, "https://graph.microsoft.us");
-        check(NationalCloud::UsGovDod, us, "https://dod-graph.microsoft.us");
+        check(
+            NationalCloud::UsGovDod,
+            us,
+            "https://dod-graph.microsoft.us",
+        );
         let cn = "https://login.chinacloudapi.cn";
-        check(NationalCloud::China, cn, "https://microsoftgraph.chinacloudapi.cn");
+        check(
+            NationalCloud::China,
+            cn,
+            "https://microsoftgraph.chinacloudapi.cn",
+        );
     }
 
     #[test]
@@ -205,6 +216,9 @@ mod tests {
         .expect("both given");
         assert_eq!(custom.scope(), "https://graph.example/.default");
         let plain = Endpoints::resolve(NationalCloud::Global, Some("http://login.example"), None);
-        assert!(matches!(plain, Err(EndpointError::NotHttps { .. })), "{plain:?}");
+        assert!(
+            matches!(plain, Err(EndpointError::NotHttps { .. })),
+            "{plain:?}"
+        );
     }
 }

@@ -13,11 +13,11 @@ pub mod backend;
 pub mod client;
 pub mod cloud;
 pub mod credentials;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod throttle;
 pub mod token;
 pub mod wire;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use backend::GraphBackend;
 pub use client::{GraphClient, GraphConfig, GraphError, Stats};

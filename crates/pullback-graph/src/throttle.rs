@@ -226,7 +226,13 @@ mod tests {
     #[test]
     fn mailboxes_have_gates_of_their_own_without_case() {
         let gates = Gates::new(small());
-        assert!(Arc::ptr_eq(&gates.gate("A@x.example"), &gates.gate("a@x.example")));
-        assert!(!Arc::ptr_eq(&gates.gate("a@x.example"), &gates.gate("b@x.example")));
+        assert!(Arc::ptr_eq(
+            &gates.gate("A@x.example"),
+            &gates.gate("a@x.example")
+        ));
+        assert!(!Arc::ptr_eq(
+            &gates.gate("a@x.example"),
+            &gates.gate("b@x.example")
+        ));
     }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 /// The extended property where a quarantine records where each copy came from, so that a
 /// restore puts it back there. Named in Pullback's own property set; invisible to users.
-pub const ORIGIN_PROPERTY: &str = "String {4f1d2b8e-6c3a-4e57-9b1a-2d7c8e5f0a93} Name PullbackOrigin";
+pub const ORIGIN_PROPERTY: &str =
+    "String {4f1d2b8e-6c3a-4e57-9b1a-2d7c8e5f0a93} Name PullbackOrigin";
 
 /// The properties of a message a lookup asks for.
 pub const MESSAGE_FIELDS: &str = "id,parentFolderId,internetMessageId,subject,from,sender,isRead";
@@ -227,7 +228,10 @@ mod tests {
         assert_eq!(quoted("<o'brien@x>"), "'<o''brien@x>'");
         assert_eq!(encode("a+b c&d#e%"), "a%2Bb%20c%26d%23e%25");
         assert_eq!(
-            with_query("/users/a@x/messages", &[("$top", "10"), ("$filter", "x eq 'y'")]),
+            with_query(
+                "/users/a@x/messages",
+                &[("$top", "10"), ("$filter", "x eq 'y'")]
+            ),
             "/users/a@x/messages?$top=10&$filter=x%20eq%20%27y%27"
         );
         assert_eq!(user_path("a b@x.example"), "/users/a%20b@x.example");
@@ -243,6 +247,9 @@ mod tests {
         });
         let message: Message = serde_json::from_value(json).expect("a message");
         let origin = message.origin().expect("an origin");
-        assert_eq!((origin.from.as_str(), origin.to.as_str()), ("inbox-id", "q-id"));
+        assert_eq!(
+            (origin.from.as_str(), origin.to.as_str()),
+            ("inbox-id", "q-id")
+        );
     }
 }

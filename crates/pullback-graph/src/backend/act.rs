@@ -123,7 +123,13 @@ impl GraphBackend {
             let what = format!("looking up folder {name} in {mailbox}");
             let reply = self
                 .client
-                .send(mailbox, &what, Method::GET, &folder_by_name(&user, name), None)
+                .send(
+                    mailbox,
+                    &what,
+                    Method::GET,
+                    &folder_by_name(&user, name),
+                    None,
+                )
                 .await?;
             check(mailbox, &what, &reply)?;
             let page: Page<MailFolder> = reply.json(&what)?;
@@ -154,9 +160,19 @@ impl GraphBackend {
                 { "id": ORIGIN_PROPERTY, "value": serde_json::to_string(&origin).expect("plain") }
             ]});
             let message = format!("{user}/messages/{}", copy.message.id);
-            items.push(BatchItem::with_json(format!("p{i}"), "PATCH", &message, record));
+            items.push(BatchItem::with_json(
+                format!("p{i}"),
+                "PATCH",
+                &message,
+                record,
+            ));
             let destination = json!({ "destinationId": to });
-            let item = BatchItem::with_json(format!("m{i}"), "POST", format!("{message}/move"), destination);
+            let item = BatchItem::with_json(
+                format!("m{i}"),
+                "POST",
+                format!("{message}/move"),
+                destination,
+            );
             items.push(item.after(&format!("p{i}")));
         }
 
@@ -174,13 +190,24 @@ impl GraphBackend {
                     let recorded = answer(&answers, &format!("p{i}"));
                     match recorded {
                         Some(r) if r.status == 404 => acted.vanished += 1,
-                        Some(r) => acted.failures.push(failure(copy, &from, "recording its folder", r)),
-                        None => acted.failures.push(format!("{}: no answer", describe(copy, &from))),
+                        Some(r) => {
+                            acted
+                                .failures
+                                .push(failure(copy, &from, "recording its folder", r))
+                        }
+                        None => acted
+                            .failures
+                            .push(format!("{}: no answer", describe(copy, &from))),
                     }
                 }
                 Some(_) => {
                     let reply = moved.expect("an answer");
-                    acted.failures.push(failure(copy, &from, &format!("moving it to {to_name}"), reply));
+                    acted.failures.push(failure(
+                        copy,
+                        &from,
+                        &format!("moving it to {to_name}"),
+                        reply,
+                    ));
                 }
             }
         }
@@ -211,7 +238,9 @@ impl GraphBackend {
                 Some(r) if r.is_success() => acted.moved(copy, from, "purges".into()),
                 Some(r) if r.status == 404 => acted.vanished += 1,
                 Some(r) => acted.failures.push(failure(copy, &from, "deleting it", r)),
-                None => acted.failures.push(format!("{}: no answer", describe(copy, &from))),
+                None => acted
+                    .failures
+                    .push(format!("{}: no answer", describe(copy, &from))),
             }
         }
         Ok(acted)
@@ -278,14 +307,22 @@ impl GraphBackend {
                 Some(r) if r.status == 404 => acted.vanished += 1,
                 // The folder it came from is gone.
                 Some(r) if r.status == 424 => orphans.push(copy),
-                Some(r) => acted.failures.push(failure(copy, &to_name, "moving it back", r)),
-                None => acted.failures.push(format!("{}: no answer", describe(copy, &to_name))),
+                Some(r) => acted
+                    .failures
+                    .push(failure(copy, &to_name, "moving it back", r)),
+                None => acted
+                    .failures
+                    .push(format!("{}: no answer", describe(copy, &to_name))),
             }
         }
         if !orphans.is_empty() {
             let note = format!(
                 "the folder {} came from no longer exists, so it went to {fallback_name}",
-                if orphans.len() == 1 { "one copy" } else { "some copies" }
+                if orphans.len() == 1 {
+                    "one copy"
+                } else {
+                    "some copies"
+                }
             );
             acted.notes.push(note);
             let items = orphans
@@ -304,8 +341,12 @@ impl GraphBackend {
                         acted.moved(copy, Some(from_name.clone()), fallback_name.clone())
                     }
                     Some(r) if r.status == 404 => acted.vanished += 1,
-                    Some(r) => acted.failures.push(failure(copy, &None, "moving it back", r)),
-                    None => acted.failures.push(format!("{}: no answer", describe(copy, &None))),
+                    Some(r) => acted
+                        .failures
+                        .push(failure(copy, &None, "moving it back", r)),
+                    None => acted
+                        .failures
+                        .push(format!("{}: no answer", describe(copy, &None))),
                 }
             }
         }
@@ -313,7 +354,11 @@ impl GraphBackend {
     }
 
     /// One `GET` per distinct folder, for its display name (`f0`, `f1`...).
-    fn folder_lookups<'a>(&self, user: &str, folders: impl Iterator<Item = &'a str>) -> Vec<BatchItem> {
+    fn folder_lookups<'a>(
+        &self,
+        user: &str,
+        folders: impl Iterator<Item = &'a str>,
+    ) -> Vec<BatchItem> {
         let mut items: Vec<BatchItem> = Vec::new();
         for folder in folders {
             if folder.is_empty() || items.iter().any(|i| folder_of_lookup(&i.url) == folder) {

@@ -50,7 +50,9 @@ pub(crate) enum Place {
     Live,
     /// In the quarantine folder; `renamed` when it was recognised by the record a quarantine
     /// left on it because no folder carries the quarantine folder's name any more.
-    Quarantined { renamed: bool },
+    Quarantined {
+        renamed: bool,
+    },
     Deleted,
     Purged,
 }
@@ -143,9 +145,8 @@ fn similar_filter(fingerprint: &MessageFingerprint) -> Option<String> {
         return None;
     };
     let address = pullback_domain::normalise_address(sender)?;
-    let format = |t: chrono::DateTime<chrono::Utc>| {
-        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
+    let format =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Some(format!(
         "from/emailAddress/address eq {} and sentDateTime ge {} and sentDateTime le {}",
         quoted(&address),
@@ -159,7 +160,10 @@ fn headers_of(message: &Message) -> MessageHeaders {
         r.as_ref().and_then(|r| r.email_address.address.clone())
     };
     MessageHeaders {
-        message_id: message.internet_message_id.as_deref().and_then(MessageId::parse),
+        message_id: message
+            .internet_message_id
+            .as_deref()
+            .and_then(MessageId::parse),
         subject: message.subject.clone(),
         from: address(&message.from),
         sender: address(&message.sender),
@@ -193,7 +197,10 @@ impl GraphBackend {
             items.push(BatchItem::get("quarantine", query));
         }
         if matches!(op, Operation::Restore | Operation::Undelete) {
-            items.push(BatchItem::get("source", source_query(&user, &target.source_folder)));
+            items.push(BatchItem::get(
+                "source",
+                source_query(&user, &target.source_folder),
+            ));
         }
 
         let what = format!("looking up Message-ID {id} in {mailbox}");
@@ -216,7 +223,9 @@ impl GraphBackend {
         let mut seen = HashSet::new();
         for scope in scopes(op) {
             let key = scope.key();
-            let exact = self.messages_answer(mailbox, &what, &mut answers, key).await?;
+            let exact = self
+                .messages_answer(mailbox, &what, &mut answers, key)
+                .await?;
             for message in exact {
                 if headers_of(&message).message_id.as_ref() != Some(&target.message_id) {
                     continue;
@@ -231,7 +240,10 @@ impl GraphBackend {
             }
             if similar.is_some() {
                 let key = format!("similar-{key}");
-                for message in self.messages_answer(mailbox, &what, &mut answers, &key).await? {
+                for message in self
+                    .messages_answer(mailbox, &what, &mut answers, &key)
+                    .await?
+                {
                     if headers_of(&message).matches(&target.fingerprint)
                         && seen.insert(message.id.clone())
                     {

@@ -215,7 +215,9 @@ fn noun(count: usize) -> &'static str {
 
 /// Folder names as a phrase: `Inbox`, `Inbox and Archive`, `3 folders`.
 fn folders_phrase(names: &[String]) -> String {
-    match names {
+    let mut names = names.to_vec();
+    names.sort();
+    match names.as_slice() {
         [] => "its folder".to_owned(),
         [one] => one.clone(),
         [a, b] => format!("{a} and {b}"),
@@ -328,7 +330,12 @@ fn summary(
             details.push_str("; ");
             details.push_str(note);
         }
-        return outcome(mailbox, RecipientStatus::AlreadyInDestination, details, Some(read));
+        return outcome(
+            mailbox,
+            RecipientStatus::AlreadyInDestination,
+            details,
+            Some(read),
+        );
     }
     let id = target.message_id.bracketed();
     let mut details = if found.different > 0 {
@@ -338,7 +345,10 @@ fn summary(
             found.different
         )
     } else {
-        format!("no message with Message-ID {id} in {} of {mailbox}", found.searched)
+        format!(
+            "no message with Message-ID {id} in {} of {mailbox}",
+            found.searched
+        )
     };
     for note in &found.notes {
         details.push_str("; ");

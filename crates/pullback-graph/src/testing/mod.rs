@@ -315,14 +315,19 @@ impl LocalGraph {
     /// Creates a folder at the top of `upn`'s tree.
     pub fn create_folder(&self, upn: &str, name: &str) {
         self.with_mailbox(upn, |m, ids| {
-            m.create_folder(ids, None, name, false).expect("a new folder");
+            m.create_folder(ids, None, name, false)
+                .expect("a new folder");
         });
     }
 
     /// Renames the top folder `old` of `upn` to `new`.
     pub fn rename_folder(&self, upn: &str, old: &str, new: &str) {
         self.with_mailbox(upn, |m, _| {
-            let id = m.folder_named(None, old).expect("the folder to rename").id.clone();
+            let id = m
+                .folder_named(None, old)
+                .expect("the folder to rename")
+                .id
+                .clone();
             m.folders.get_mut(&id).expect("the folder").display_name = new.to_owned();
         });
     }
@@ -330,7 +335,11 @@ impl LocalGraph {
     /// Deletes the top folder `name` of `upn` and what is in it.
     pub fn delete_folder(&self, upn: &str, name: &str) {
         self.with_mailbox(upn, |m, _| {
-            let id = m.folder_named(None, name).expect("the folder to delete").id.clone();
+            let id = m
+                .folder_named(None, name)
+                .expect("the folder to delete")
+                .id
+                .clone();
             m.folders.remove(&id);
             m.messages.retain(|_, message| message.folder != id);
         });
@@ -342,7 +351,11 @@ impl LocalGraph {
         self.with_mailbox(upn, |m, ids| {
             let folder = match m.folder(folder) {
                 Some(f) => f.id.clone(),
-                None => m.folder_named(None, folder).expect("a folder to deliver to").id.clone(),
+                None => m
+                    .folder_named(None, folder)
+                    .expect("a folder to deliver to")
+                    .id
+                    .clone(),
             };
             m.deliver(ids, &folder, message)
         })
@@ -434,9 +447,7 @@ async fn token_endpoint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
     let form = odata::parse_query(&String::from_utf8_lossy(&body));
     match state.token_request(&tenant, content_type, &form) {
         Ok(token) => (StatusCode::OK, axum::Json(token)).into_response(),
@@ -538,7 +549,11 @@ async fn graph_endpoint(
 }
 
 /// The JSON body of a write, which Graph wants declared as JSON.
-fn parse_body(method: &Method, content_type: Option<&str>, body: &[u8]) -> Result<Option<Value>, Answer> {
+fn parse_body(
+    method: &Method,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Value>, Answer> {
     if body.is_empty() {
         return Ok(None);
     }
@@ -552,9 +567,13 @@ fn parse_body(method: &Method, content_type: Option<&str>, body: &[u8]) -> Resul
             "A supported MIME type could not be found that matches the content type of the response.",
         ));
     }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| Answer::error(400, "BadRequest", &format!("Unable to read JSON request payload: {e}")))
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        Answer::error(
+            400,
+            "BadRequest",
+            &format!("Unable to read JSON request payload: {e}"),
+        )
+    })
 }
 
 /// Takes `mailbox`'s next fault, if any is waiting for it.
@@ -614,7 +633,11 @@ pub(crate) fn admit(
         let wait = (oldest + limits.window).saturating_duration_since(now);
         inner.stats.throttled += 1;
         inner.stats.over_budget += 1;
-        return Err(throttled(429, Some(wait.as_secs_f64().ceil().max(1.0)), "RequestsPerMailbox"));
+        return Err(throttled(
+            429,
+            Some(wait.as_secs_f64().ceil().max(1.0)),
+            "RequestsPerMailbox",
+        ));
     }
     if usage.in_flight >= limits.concurrent {
         inner.stats.throttled += 1;
@@ -632,7 +655,11 @@ pub(crate) fn admit(
 
 pub(crate) fn throttled(status: u16, retry_after_secs: Option<f64>, limit: &str) -> Answer {
     let message = format!("Application is over its {limit} limit.");
-    let code = if status == 429 { "ApplicationThrottled" } else { "ServiceUnavailable" };
+    let code = if status == 429 {
+        "ApplicationThrottled"
+    } else {
+        "ServiceUnavailable"
+    };
     let mut answer = Answer::error(status, code, &message);
     if let Some(secs) = retry_after_secs {
         let value = if secs.fract() == 0.0 {
@@ -670,10 +697,28 @@ pub fn rsa_certificate() -> (String, String, String) {
     };
     let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_owned();
     run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        "/CN=pullback-graph-test", "-keyout", &path(&key), "-out", &path(&cert),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pullback-graph-test",
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&cert),
     ]);
-    run(&["rsa", "-in", &path(&key), "-traditional", "-out", &path(&pkcs1)]);
+    run(&[
+        "rsa",
+        "-in",
+        &path(&key),
+        "-traditional",
+        "-out",
+        &path(&pkcs1),
+    ]);
     let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("a PEM file");
     (read(&cert), read(&key), read(&pkcs1))
 }
