@@ -7,9 +7,10 @@
 //! the requests from a token bucket, and waits while Graph asked the mailbox to back off
 //! (`Retry-After`). Limits are per mailbox, so a throttled mailbox never slows another.
 //!
-//! The bucket holds 5 % of the budget and refills at 95 % of it per window, so that no
-//! window of that length ever sees more than the budget, whatever the server's window is
-//! aligned to; a server that still answers 429 is obeyed through `Retry-After`.
+//! The bucket holds 5 % of the budget (at least a full `$batch` where the budget allows) and
+//! refills at the rest of it, less a 3 % reserve, per window, so that no window of that length ever sees more than
+//! the budget, whatever the server's window is aligned to; a server that still answers 429 is
+//! obeyed through `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,12 +43,19 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// What the bucket holds: 5 % of the budget, but room for a full `$batch` (20) where the
+    /// budget allows, and never more than half of it.
     fn burst(&self) -> f64 {
-        (f64::from(self.requests) * 0.05).max(1.0)
+        let budget = f64::from(self.requests);
+        (budget * 0.05).max(20.0).min(budget / 2.0).max(1.0)
     }
 
+    /// The refill: the rest of the budget spread over the window, so that the bucket and its
+    /// refill together never exceed the budget in any window. 3 % are kept in reserve for the
+    /// difference between when a request leaves here and when Graph counts it.
     fn rate_per_sec(&self) -> f64 {
-        f64::from(self.requests) * 0.95 / self.window.as_secs_f64().max(0.001)
+        let rest = (f64::from(self.requests) * 0.97 - self.burst()).max(1.0);
+        rest / self.window.as_secs_f64().max(0.001)
     }
 }
 
@@ -194,8 +202,8 @@ mod tests {
     async fn the_bucket_paces_requests_to_the_budget() {
         let gate = Gate::new(small());
         let start = Instant::now();
-        // 5 % of 100 is the burst; the other 95 per 10 s come at 9.5 per second.
-        for _ in 0..24 {
+        // The bucket holds 20 of the 100; 77 more per 10 s come at 7.7 per second.
+        for _ in 0..35 {
             drop(gate.enter(1, 1).await);
         }
         let elapsed = start.elapsed().as_secs_f64();
