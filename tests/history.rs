@@ -78,6 +78,7 @@ fn job(id: u64, alert_id: u64, recipients: &[&str]) -> QuarantineJob {
         message_id: MessageId::parse(MESSAGE),
         fingerprint: MessageFingerprint::default(),
         dry_run: false,
+        removal: Default::default(),
         created_at: at(),
         requested_by: "tap-active-threats".into(),
         results: recipients.iter().map(|r| quarantined(r)).collect(),

@@ -275,8 +275,10 @@ async fn restore_incident(
         let Some(job) = reader.job(job_id)? else {
             continue;
         };
+        // A hard delete cannot be undone; restoring "everything" leaves it out.
         let restorable = job.action == pullback_domain::JobAction::Quarantine
             && !job.dry_run
+            && job.removal != pullback_domain::Removal::HardDelete
             && job.results.iter().any(|r| {
                 !r.was_undone
                     && matches!(

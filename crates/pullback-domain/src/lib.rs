@@ -30,7 +30,7 @@ pub use match_condition::{AttributeTest, MatchCondition, Response};
 pub use message_id::MessageId;
 pub use quarantine::{
     DirectoryOutcome, JobAction, MessageFingerprint, QuarantineJob, RecipientOutcome,
-    RecipientResult, RecipientStatus, TimeWindow,
+    RecipientResult, RecipientStatus, Removal, TimeWindow,
 };
 pub use source::{
     AbuseSpec, Checkpoint, IntelEntry, IntelKind, RejectedEvent, ReplySpec, ScriptSecret,

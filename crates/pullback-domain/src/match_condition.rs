@@ -14,6 +14,12 @@ pub enum Response {
     /// Open or join an incident and record the quarantine that would have run, without
     /// touching any mailbox.
     DryRunQuarantine,
+    /// Like `quarantine`, but the message is deleted where the user cannot see it and an
+    /// administrator can restore it (Exchange Online's Recoverable Items). Backends that cannot
+    /// delete record a failed outcome saying so.
+    SoftDelete,
+    /// Like `quarantine`, but the message is deleted for good. It cannot be restored.
+    HardDelete,
 }
 
 /// A rule. Every list is a filter that passes when empty or when any of its values matches;

@@ -149,6 +149,33 @@ pub struct TimeWindow {
     pub until: Timestamp,
 }
 
+/// How a quarantine job takes a message out of the mailboxes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// Moved to the quarantine folder; a restore moves it back.
+    #[default]
+    Quarantine,
+    /// Deleted where an administrator can recover it; a restore brings it back.
+    SoftDelete,
+    /// Deleted for good; nothing can bring it back.
+    HardDelete,
+}
+
+impl Removal {
+    pub fn is_quarantine(&self) -> bool {
+        *self == Removal::Quarantine
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removal::Quarantine => "quarantine",
+            Removal::SoftDelete => "soft_delete",
+            Removal::HardDelete => "hard_delete",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuarantineJob {
     pub id: u64,
@@ -159,6 +186,9 @@ pub struct QuarantineJob {
     #[serde(default)]
     pub fingerprint: MessageFingerprint,
     pub dry_run: bool,
+    /// How the message leaves the mailboxes; a restore job carries its original's.
+    #[serde(default, skip_serializing_if = "Removal::is_quarantine")]
+    pub removal: Removal,
     pub created_at: Timestamp,
     /// Who asked for it: a match condition's name or a user.
     pub requested_by: String,

@@ -2,7 +2,7 @@
 
 use pullback_domain::{
     AlertDraft, DirectoryAction, DirectoryLookup, DirectoryRecord, MatchCondition, NoDirectory,
-    Response,
+    Removal, Response,
 };
 use std::collections::BTreeMap;
 
@@ -22,6 +22,9 @@ pub struct Decision {
     pub excluded_groups: Vec<String>,
     /// The directory changes matching conditions call for.
     pub directory_actions: Vec<DirectoryPlanItem>,
+    /// How the message leaves the mailboxes: the strongest removal any matching condition
+    /// asked for (a hard delete over a soft delete over a quarantine).
+    pub removal: Removal,
 }
 
 /// One directory change a matching condition calls for, with the recipients it is for: those
@@ -97,6 +100,14 @@ pub fn evaluate_with(
                 Response::Incident => {}
                 Response::Quarantine => real_quarantine = true,
                 Response::DryRunQuarantine => decision.quarantine = true,
+                Response::SoftDelete => {
+                    real_quarantine = true;
+                    decision.removal = decision.removal.max(Removal::SoftDelete);
+                }
+                Response::HardDelete => {
+                    real_quarantine = true;
+                    decision.removal = decision.removal.max(Removal::HardDelete);
+                }
             }
         }
         if !condition.directory_actions.is_empty() {
@@ -306,6 +317,27 @@ mod tests {
             decision.quarantine, quarantine,
             "{cond} on {:?}",
             alert.kind
+        );
+    }
+
+    #[test]
+    fn the_strongest_removal_asked_for_wins() {
+        let phish = alert(AlertKind::MessageDelivered, "phish", "active");
+        let removal = |responses: &[&str]| {
+            let conditions: Vec<MatchCondition> = responses
+                .iter()
+                .enumerate()
+                .map(|(i, r)| condition(&format!(r#"{{"name":"c{i}","responses":["{r}"]}}"#)))
+                .collect();
+            let decision = evaluate(&conditions, "tap", &phish);
+            assert!(decision.quarantine && !decision.dry_run, "{responses:?}");
+            decision.removal
+        };
+        assert_eq!(removal(&["quarantine"]), Removal::Quarantine);
+        assert_eq!(removal(&["soft_delete", "quarantine"]), Removal::SoftDelete);
+        assert_eq!(
+            removal(&["dry_run_quarantine", "hard_delete", "soft_delete"]),
+            Removal::HardDelete
         );
     }
 

@@ -3,7 +3,7 @@
 use crate::Decision;
 use pullback_domain::{
     AlertDraft, AlertKind, DirectoryAction, DirectoryKind, DirectoryLookup, MessageFingerprint,
-    MessageId, NoDirectory, TimeWindow,
+    MessageId, NoDirectory, Removal, TimeWindow,
 };
 
 /// A quarantine the state machine should record as a job.
@@ -12,6 +12,8 @@ pub struct JobPlan {
     pub message_id: Option<MessageId>,
     pub fingerprint: MessageFingerprint,
     pub dry_run: bool,
+    /// Quarantine, soft delete or hard delete.
+    pub removal: Removal,
     /// Recipients to act on, each with the reason it cannot be acted on, if any. A recipient
     /// with a reason is recorded as failed at once, so the analyst sees why.
     pub recipients: Vec<(String, Option<String>)>,
@@ -89,6 +91,7 @@ pub fn plan_quarantine_with(
         message_id: alert.message_id.clone(),
         fingerprint: fingerprint_of(alert),
         dry_run: decision.dry_run,
+        removal: decision.removal,
         recipients,
     })
 }

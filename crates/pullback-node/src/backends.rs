@@ -63,6 +63,7 @@ impl Backends {
                         .map_err(|e| format!("mailbox backend {:?}: {e}", mailbox.name))?;
                     Arc::new(backend)
                 }
+                BackendConfig::Graph(graph) => Arc::new(graph.backend(&mailbox.name)?),
             };
             routes.push(Route {
                 name: mailbox.name.clone(),

@@ -488,6 +488,8 @@ pub enum BackendConfig {
         #[serde(default = "default_timeout")]
         timeout_secs: u64,
     },
+    /// Exchange Online through Microsoft Graph (see [`crate::graph::GraphMailboxConfig`]).
+    Graph(Box<crate::graph::GraphMailboxConfig>),
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -705,6 +707,9 @@ impl Config {
                     master_password.resolve(&format!("mailbox backend {:?} password", mailbox.name))
             {
                 problems.push(problem);
+            }
+            if let BackendConfig::Graph(graph) = &mailbox.backend {
+                problems.extend(graph.problems(&mailbox.name));
             }
         }
         let catch_alls = self

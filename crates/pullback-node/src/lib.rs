@@ -10,6 +10,7 @@ pub mod backends;
 pub mod cluster;
 pub mod config;
 pub mod directory;
+pub mod graph;
 mod leader;
 pub mod maintenance;
 pub mod metrics;

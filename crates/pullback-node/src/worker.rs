@@ -8,7 +8,9 @@
 use crate::Node;
 use crate::backends::Backends;
 use crate::config::WorkerConfig;
-use pullback_domain::{Command, JobAction, QuarantineJob, RecipientOutcome, RecipientStatus};
+use pullback_domain::{
+    Command, JobAction, QuarantineJob, RecipientOutcome, RecipientStatus, Removal,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -135,7 +137,7 @@ async fn run_job(
         });
     }
     let action = match job.action {
-        JobAction::Quarantine => "quarantine",
+        JobAction::Quarantine => job.removal.as_str(),
         JobAction::Restore { .. } => "restore",
         JobAction::Directory { .. } => "directory",
     };
@@ -211,10 +213,27 @@ async fn act(job: &QuarantineJob, recipient: &str, route: Option<Routed>) -> Rec
     let Some(target) = target else {
         return failed("the job has no Message-ID to look the message up by".into());
     };
-    let mut outcome = match job.action {
-        JobAction::Quarantine => backend.quarantine(recipient, &target).await,
-        JobAction::Restore { .. } => backend.restore(recipient, &target).await,
-        JobAction::Directory { .. } => {
+    use pullback_mailbox::Deletion;
+    let mut outcome = match (&job.action, job.removal) {
+        (JobAction::Quarantine, Removal::Quarantine) => {
+            backend.quarantine(recipient, &target).await
+        }
+        (JobAction::Quarantine, Removal::SoftDelete) => {
+            backend.delete(recipient, &target, Deletion::Soft).await
+        }
+        (JobAction::Quarantine, Removal::HardDelete) => {
+            backend.delete(recipient, &target, Deletion::Hard).await
+        }
+        (JobAction::Restore { .. }, Removal::Quarantine) => {
+            backend.restore(recipient, &target).await
+        }
+        (JobAction::Restore { .. }, Removal::SoftDelete) => {
+            backend.restore_deleted(recipient, &target).await
+        }
+        (JobAction::Restore { .. }, Removal::HardDelete) => {
+            return failed("a hard delete cannot be undone".into());
+        }
+        (JobAction::Directory { .. }, _) => {
             return RecipientOutcome {
                 recipient: recipient.to_owned(),
                 status: RecipientStatus::Failed,

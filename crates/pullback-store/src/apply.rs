@@ -7,7 +7,7 @@ use crate::db::{Cf, Db, StoreError, decode, encode, keys};
 use pullback_domain::{
     Alert, AlertDraft, Checkpoint, Command, CommandResponse, Comment, Incident, IncidentState,
     JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult, RecipientStatus,
-    RejectedEvent, Secret, Timestamp,
+    RejectedEvent, Removal, Secret, Timestamp,
 };
 use rocksdb::WriteBatch;
 use serde::{Serialize, de::DeserializeOwned};
@@ -938,6 +938,7 @@ fn create_job(
         message_id: plan.message_id,
         fingerprint: plan.fingerprint,
         dry_run: plan.dry_run,
+        removal: plan.removal,
         created_at: at,
         requested_by: alert.matched.join(", "),
         results,
@@ -988,6 +989,7 @@ fn create_directory_job(
         message_id: None,
         fingerprint: Default::default(),
         dry_run: false,
+        removal: Default::default(),
         created_at: at,
         requested_by: plan.condition,
         results,
@@ -1122,6 +1124,11 @@ fn request_restore(
     let Some(original) = tx.get::<QuarantineJob>(Cf::State, &keys::job(job_id))? else {
         return Ok(CommandResponse::refused(format!("no job {job_id}")));
     };
+    if original.removal == Removal::HardDelete {
+        return Ok(CommandResponse::refused(format!(
+            "job {job_id} deleted its messages for good (a hard delete); that cannot be undone"
+        )));
+    }
     let undoable = match &original.action {
         JobAction::Quarantine if !original.dry_run => [
             RecipientStatus::Quarantined,
@@ -1162,6 +1169,7 @@ fn request_restore(
         message_id: original.message_id.clone(),
         fingerprint: original.fingerprint.clone(),
         dry_run: false,
+        removal: original.removal,
         created_at: at,
         requested_by: requested_by.to_owned(),
         results: recipients,

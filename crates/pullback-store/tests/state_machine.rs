@@ -1108,3 +1108,55 @@ async fn the_directory_expands_lists_excludes_groups_and_feeds_match_conditions(
     assert!(h.reader.directory_lookup("b@x").unwrap().is_none());
     assert!(h.reader.directory_lookup("a@x").unwrap().is_some());
 }
+
+#[tokio::test]
+async fn deletes_are_recorded_on_the_job_and_only_a_soft_one_can_be_restored() {
+    for (response, removal) in [
+        (Response::SoftDelete, pullback_domain::Removal::SoftDelete),
+        (Response::HardDelete, pullback_domain::Removal::HardDelete),
+    ] {
+        let mut h = Harness::new();
+        let Command::PutMatchCondition { mut condition } = quarantine_phish() else {
+            unreachable!("a match condition");
+        };
+        condition.responses = vec![Response::Quarantine, response];
+        h.apply(Command::PutMatchCondition { condition }).await;
+        h.apply(ingest(vec![draft("e1", "<m1@x>", &["a@x"], "phish")]))
+            .await;
+        let job = h.reader.job(1).unwrap().unwrap();
+        assert_eq!((job.removal, job.dry_run), (removal, false));
+
+        let claim = Command::ClaimRecipients {
+            job_id: 1,
+            recipients: vec!["a@x".into()],
+            term: 1,
+            at: Utc::now(),
+        };
+        h.apply(claim).await;
+        let report = Command::RecordOutcomes {
+            job_id: 1,
+            outcomes: vec![outcome("a@x", RecipientStatus::Quarantined)],
+            term: 1,
+            at: Utc::now(),
+        };
+        h.apply(report).await;
+        let restore = Command::RequestRestore {
+            job_id: 1,
+            recipients: None,
+            requested_by: "analyst".into(),
+            at: Utc::now(),
+        };
+        let answer = h.apply(restore).await;
+        match removal {
+            pullback_domain::Removal::HardDelete => {
+                let refused = answer.refused.expect("a hard delete cannot be undone");
+                assert!(refused.contains("cannot be undone"), "{refused}");
+            }
+            _ => {
+                assert!(answer.refused.is_none(), "{answer:?}");
+                let restore_job = h.reader.job(answer.jobs[0]).unwrap().unwrap();
+                assert_eq!(restore_job.removal, removal, "the undo knows what to undo");
+            }
+        }
+    }
+}
