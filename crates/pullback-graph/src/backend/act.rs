@@ -150,7 +150,11 @@ impl GraphBackend {
         to_name: &str,
     ) -> Result<Acted, GraphError> {
         let user = user_path(mailbox);
-        let mut items = self.folder_lookups(&user, copies.iter().map(Copy::folder_id));
+        let unnamed = copies
+            .iter()
+            .map(Copy::folder_id)
+            .filter(|f| self.name_of(f).is_none());
+        let mut items = self.folder_lookups(&user, unnamed);
         for (i, copy) in copies.iter().enumerate() {
             let origin = Origin {
                 from: copy.folder_id().to_owned(),
@@ -178,10 +182,10 @@ impl GraphBackend {
 
         let what = format!("moving copies to {to_name} in {mailbox}");
         let answers = self.client.batch(mailbox, &what, items).await?;
-        let names = folder_names(&answers);
+        self.remember(&folder_names(&answers));
         let mut acted = Acted::default();
         for (i, copy) in copies.iter().enumerate() {
-            let from = names.get(copy.folder_id()).cloned();
+            let from = self.name_of(copy.folder_id());
             let moved = answer(&answers, &format!("m{i}"));
             match moved.map(|r| r.status) {
                 Some(200..=299) => acted.moved(copy, from, to_name.to_owned()),
@@ -217,7 +221,11 @@ impl GraphBackend {
     /// Deletes each copy for good (`permanentDelete`).
     async fn purge(&self, mailbox: &str, copies: &[Copy]) -> Result<Acted, GraphError> {
         let user = user_path(mailbox);
-        let mut items = self.folder_lookups(&user, copies.iter().map(Copy::folder_id));
+        let unnamed = copies
+            .iter()
+            .map(Copy::folder_id)
+            .filter(|f| self.name_of(f).is_none());
+        let mut items = self.folder_lookups(&user, unnamed);
         for (i, copy) in copies.iter().enumerate() {
             let path = format!("{user}/messages/{}/permanentDelete", copy.message.id);
             items.push(BatchItem {
@@ -227,12 +235,12 @@ impl GraphBackend {
         }
         let what = format!("permanently deleting copies in {mailbox}");
         let answers = self.client.batch(mailbox, &what, items).await?;
-        let names = folder_names(&answers);
+        self.remember(&folder_names(&answers));
         let mut acted = Acted::default();
         for (i, copy) in copies.iter().enumerate() {
             let from = match copy.place {
                 Place::Deleted => Some("Recoverable Items".to_owned()),
-                _ => names.get(copy.folder_id()).cloned(),
+                _ => self.name_of(copy.folder_id()),
             };
             match answer(&answers, &format!("d{i}")) {
                 Some(r) if r.is_success() => acted.moved(copy, from, "purges".into()),
@@ -293,6 +301,7 @@ impl GraphBackend {
         let what = format!("moving copies back from {from_name} in {mailbox}");
         let answers = self.client.batch(mailbox, &what, items).await?;
         let names = folder_names(&answers);
+        self.remember(&names);
         let mut acted = Acted::default();
         let mut orphans = Vec::new();
         for (i, copy) in copies.iter().enumerate() {

@@ -19,8 +19,9 @@ use act::Acted;
 use find::{Copy, Found};
 use pullback_domain::{RecipientOutcome, RecipientStatus};
 use pullback_mailbox::{Deletion, MailboxBackend, MessageTarget};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How many times a run looks again after copies moved under it.
 const ROUNDS: usize = 3;
@@ -34,7 +35,14 @@ pub(crate) const PURGES: &str = "recoverableitemspurges";
 #[derive(Clone)]
 pub struct GraphBackend {
     client: Arc<GraphClient>,
+    /// Display names of folders by id (Exchange's folder ids are unique across mailboxes),
+    /// so that saying where a copy came from costs a request only the first time. A name
+    /// that changed since is only ever shown, never acted on.
+    names: Arc<Mutex<HashMap<String, String>>>,
 }
+
+/// Folder names kept at most; the cache starts again beyond it.
+const MAX_NAMES: usize = 100_000;
 
 impl fmt::Debug for GraphBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,7 +89,24 @@ impl Operation {
 
 impl GraphBackend {
     pub fn new(client: Arc<GraphClient>) -> GraphBackend {
-        GraphBackend { client }
+        GraphBackend {
+            client,
+            names: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The display name of `folder`, when known.
+    fn name_of(&self, folder: &str) -> Option<String> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.get(folder).cloned()
+    }
+
+    fn remember(&self, found: &BTreeMap<String, String>) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() + found.len() > MAX_NAMES {
+            names.clear();
+        }
+        names.extend(found.iter().map(|(id, name)| (id.clone(), name.clone())));
     }
 
     pub fn client(&self) -> &GraphClient {
