@@ -60,6 +60,8 @@ impl Limits {
 }
 
 /// The gates of every mailbox one client talks to.
+// FIXME: the buckets live in the leader's memory; a new leader starts with full buckets and
+// learns of a budget its predecessor spent only from Graph's 429s.
 pub(crate) struct Gates {
     limits: Limits,
     gates: Mutex<HashMap<String, Arc<Gate>>>,

@@ -96,6 +96,7 @@ pub(crate) fn is_inbox(folder: &str) -> bool {
     folder.trim().eq_ignore_ascii_case("inbox")
 }
 
+// FIXME: In-Place Archive mailboxes are not searched, so a copy the user archived there stays.
 fn scopes(op: Operation) -> &'static [Scope] {
     match op {
         Operation::Quarantine | Operation::Restore => &[Scope::Mailbox],
@@ -105,6 +106,8 @@ fn scopes(op: Operation) -> &'static [Scope] {
 }
 
 /// A `$filter` on a folder's display name, hidden folders included.
+// FIXME: only folders at the top of the mailbox are looked up; a quarantine folder given as a
+// path (`Security/Quarantine`) is created as one folder of that name.
 pub(crate) fn folder_by_name(user: &str, name: &str) -> String {
     let filter = format!("displayName eq {}", quoted(name));
     with_query(
