@@ -123,6 +123,28 @@ pub trait MailboxBackend: Send + Sync {
     }
 }
 
+/// Where backends without a recoverable-items store put softly deleted mail: the user's
+/// Trash, from which the user, or a restore, can take it back.
+pub const TRASH: &str = "Trash";
+
+/// The target of a soft delete in a backend that deletes to [`TRASH`]: the same message,
+/// moving between its source folder and the trash.
+pub(crate) fn to_trash(target: &MessageTarget) -> MessageTarget {
+    MessageTarget {
+        quarantine_folder: TRASH.to_owned(),
+        ..target.clone()
+    }
+}
+
+/// The `Failed` outcome of a hard delete in a backend that only deletes softly.
+pub(crate) fn no_hard_delete(backend: &str, mailbox: &str) -> RecipientOutcome {
+    let details = format!(
+        "the {backend} backend cannot delete messages for good; nothing was deleted (a soft \
+         delete moves them to {TRASH})"
+    );
+    outcome(mailbox, RecipientStatus::Failed, details, None)
+}
+
 /// The direction of a move, which decides the folders and the status of success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {

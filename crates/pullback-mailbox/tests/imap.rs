@@ -445,3 +445,32 @@ async fn reports_are_taken_whole_filed_away_and_replies_delivered() {
     .unwrap_err();
     assert!(refused.contains("RCPT TO"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_soft_delete_goes_to_the_trash_and_comes_back_and_a_hard_one_is_refused() {
+    use pullback_mailbox::Deletion;
+    let dovecot = Dovecot::start(&[ALICE]);
+    dovecot.deliver(ALICE, "INBOX", &phish("sample-14.eml"));
+    let imap = backend(dovecot.imap_config());
+    let target = target(SAMPLE_14_ID, Some(SAMPLE_14_SUBJECT), None);
+
+    let hard = imap.delete(ALICE, &target, Deletion::Hard).await;
+    assert_status(&hard, RecipientStatus::Failed);
+    assert!(
+        hard.details.contains("cannot delete messages for good"),
+        "{hard:?}"
+    );
+    assert_eq!(dovecot.message_ids(ALICE, "INBOX"), [SAMPLE_14_ID]);
+
+    let soft = imap.delete(ALICE, &target, Deletion::Soft).await;
+    assert_status(&soft, RecipientStatus::Quarantined);
+    assert!(soft.details.contains("to Trash"), "{soft:?}");
+    assert_eq!(dovecot.message_ids(ALICE, "Trash"), [SAMPLE_14_ID]);
+    let again = imap.delete(ALICE, &target, Deletion::Soft).await;
+    assert_status(&again, RecipientStatus::AlreadyInDestination);
+
+    let back = imap.restore_deleted(ALICE, &target).await;
+    assert_status(&back, RecipientStatus::Restored);
+    assert_eq!(dovecot.message_ids(ALICE, "INBOX"), [SAMPLE_14_ID]);
+    assert!(dovecot.message_ids(ALICE, "Trash").is_empty());
+}
