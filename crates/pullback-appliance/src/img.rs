@@ -150,6 +150,16 @@ pub struct VerifiedImg {
 
 /// Verifies the image at `path` against `keys` (see the module documentation).
 pub fn verify(path: &Path, keys: &TrustedKeys) -> Result<VerifiedImg, ImgError> {
+    verify_with(path, keys, |_| Ok(()))
+}
+
+/// [`verify`], with `accept` judging the signed manifest before the payload is read, so that
+/// an image for the wrong data format is refused without hashing hundreds of megabytes.
+pub fn verify_with(
+    path: &Path,
+    keys: &TrustedKeys,
+    accept: impl FnOnce(&Manifest) -> Result<(), ImgError>,
+) -> Result<VerifiedImg, ImgError> {
     let file = File::open(path).map_err(|e| ImgError::read(path, e))?;
     let mut tar = TarReader::new(BufReader::with_capacity(1 << 20, file));
     let err = |e| ImgError::read(path, e);
@@ -167,6 +177,7 @@ pub fn verify(path: &Path, keys: &TrustedKeys) -> Result<VerifiedImg, ImgError> 
         });
     };
     let manifest = parse_manifest(&manifest_bytes)?;
+    accept(&manifest)?;
 
     let mut offsets = Vec::new();
     for spec in &manifest.members {

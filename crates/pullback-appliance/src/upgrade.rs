@@ -196,11 +196,14 @@ impl Appliance {
             path: path.display().to_string(),
             source,
         };
-        let img = img::verify(path, &keys).map_err(refused)?;
-        let release = img.manifest.release();
-        release
-            .can_run_on(state.data_format)
-            .map_err(|reason| refused(ImgError::DataFormat(reason)))?;
+        let data_format = state.data_format;
+        let img = img::verify_with(path, &keys, |manifest| {
+            manifest
+                .release()
+                .can_run_on(data_format)
+                .map_err(ImgError::DataFormat)
+        })
+        .map_err(refused)?;
 
         let target = state.active.other();
         let size = img.manifest.member("rootfs.ext4").map_or(0, |m| m.size);

@@ -1,6 +1,6 @@
 //! Where first-boot answers come from when nobody sits at the console: a small config disk
-//! (a FAT filesystem labelled `PULLBACK-CFG` holding `pullback-firstboot.toml`), or the
-//! cloud's user data.
+//! (a FAT filesystem labelled `PULLBACKCFG`, as FAT labels have at most 11 characters,
+//! holding `pullback-firstboot.toml`), or the cloud's user data.
 //!
 //! User data is read from the AWS instance metadata service only when both hold: the image
 //! is set up for it (`user_data = "aws"` in the ESP's `/pullback/appliance.conf`, which the
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The answers file on a config disk.
 pub const ANSWERS_FILE: &str = "pullback-firstboot.toml";
 /// The config disk's filesystem label.
-pub const CONFIG_LABEL: &str = "PULLBACK-CFG";
+pub const CONFIG_LABEL: &str = "PULLBACKCFG";
 
 /// Where the image may read user data from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

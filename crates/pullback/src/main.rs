@@ -1,10 +1,12 @@
 //! The `pullback` binary: one node's server, configuration checks, and a self-contained demo.
 
+mod appliance;
 mod backup;
 mod clear;
 mod cluster;
 mod demo;
 mod server;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +46,12 @@ enum Commands {
     Backup(backup::BackupCommand),
     /// Runs the whole job on built-in sample data, with no outside service.
     Demo(demo::DemoOptions),
+    /// The appliance image's boot steps: first boot, settings, console report.
+    #[command(subcommand)]
+    Appliance(appliance::ApplianceCommand),
+    /// In-place upgrades of the appliance from a signed IMG, with automatic rollback.
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCommand),
     /// Reads a password from standard input and prints the `[[users]]` entry that creates
     /// the account at start, with the password's argon2 hash.
     UserHash {
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
             Commands::Clear(command) => clear::run(command),
             Commands::Demo(options) => demo::run(options).await,
             Commands::Backup(command) => backup::run(command).await,
+            Commands::Appliance(command) => appliance::run(command).await,
+            Commands::Upgrade(command) => upgrade::run(command).await,
             Commands::UserHash { name, role } => {
                 if !pullback_domain::valid_user_name(&name) {
                     anyhow::bail!("{name:?} is not a valid user name");

@@ -1,0 +1,358 @@
+//! `pullback upgrade`: in-place upgrades of the appliance from a signed IMG, the health
+//! check that confirms a new slot, rollbacks, and the boot check that settles the slots.
+//! The slot logic is `pullback_appliance::upgrade`; this file adds the node (stopping it,
+//! asking it whether it is healthy) and the reboots.
+
+use crate::appliance::{NODE_CONFIG, announce, appliance_key_path, run_quiet};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use pullback_appliance::Layout;
+use pullback_appliance::upgrade::{Appliance, BootOutcome};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum UpgradeCommand {
+    /// Checks an upgrade image (signature, hashes, data format, size) without writing.
+    Verify { file: PathBuf },
+    /// Checks an upgrade image, snapshots the data, writes the other slot and reboots into
+    /// it for one try. The new slot confirms itself once the node is healthy; otherwise the
+    /// next boot is back on this slot.
+    Apply {
+        file: PathBuf,
+        /// Do not reboot at the end (the trial starts at the next reboot).
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Shows the slots, their releases, a pending trial and the recent history.
+    Status,
+    /// On a trial boot: waits until the node is healthy (service up, Raft rejoined, applied
+    /// index caught up), then makes this slot the active one.
+    MarkGood {
+        /// Wait for the node to become healthy instead of checking once.
+        #[arg(long)]
+        wait: bool,
+        /// How long to wait.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    /// Goes back to the previous slot (reboots), if its release reads the current data.
+    Rollback {
+        /// Put back the data snapshot taken before the upgrade, for a release that cannot
+        /// read the current data. What changed since the snapshot is lost on this node.
+        #[arg(long)]
+        restore_snapshot: bool,
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Settles the slots at boot, before the node starts (run by pullback-boot-check.service).
+    BootCheck,
+}
+
+pub async fn run(command: UpgradeCommand) -> anyhow::Result<()> {
+    let appliance = Appliance::new(Layout::system());
+    match command {
+        UpgradeCommand::Verify { file } => {
+            let checked = appliance.check_image(&file)?;
+            let release = checked.img.manifest.release();
+            println!(
+                "{}: release {} (data format {}, migrates from {}), signed by {}; it would go \
+                 to slot {} (running: {})",
+                file.display(),
+                release.version,
+                release.data_format,
+                release.oldest_data_format,
+                checked.img.signed_by,
+                checked.target,
+                checked.current.version
+            );
+            Ok(())
+        }
+        UpgradeCommand::Apply { file, no_reboot } => apply(&appliance, &file, no_reboot),
+        UpgradeCommand::Status => status(&appliance),
+        UpgradeCommand::MarkGood { wait, timeout_secs } => {
+            mark_good(&appliance, wait, Duration::from_secs(timeout_secs)).await
+        }
+        UpgradeCommand::Rollback {
+            restore_snapshot,
+            no_reboot,
+        } => {
+            let release = appliance.rollback(restore_snapshot)?;
+            announce(&format!("rolling back to release {}", release.version));
+            reboot(no_reboot)
+        }
+        UpgradeCommand::BootCheck => boot_check(&appliance),
+    }
+}
+
+fn apply(appliance: &Appliance, file: &std::path::Path, no_reboot: bool) -> anyhow::Result<()> {
+    let checked = appliance.check_image(file)?;
+    let version = checked.img.manifest.version.clone();
+    println!(
+        "{}: release {version} signed by {}; every check passed",
+        file.display(),
+        checked.img.signed_by
+    );
+    println!("stopping the node");
+    run_quiet(Command::new("systemctl").args(["stop", "pullback.service"]))?;
+    let installed = appliance.install(&checked, &mut |step| println!("{step}"));
+    if let Err(e) = installed {
+        let _ = run_quiet(Command::new("systemctl").args(["start", "pullback.service"]));
+        return Err(e).context("the upgrade stopped; the node runs the current release again");
+    }
+    announce(&format!(
+        "release {version} written to slot {}; the next boot tries it once",
+        checked.target
+    ));
+    reboot(no_reboot)
+}
+
+fn reboot(no_reboot: bool) -> anyhow::Result<()> {
+    if no_reboot {
+        println!("reboot when ready: systemctl reboot");
+        return Ok(());
+    }
+    run_quiet(Command::new("systemctl").arg("reboot"))
+}
+
+fn status(appliance: &Appliance) -> anyhow::Result<()> {
+    let (booted, trial) = appliance.booted()?;
+    let state = appliance.state()?;
+    println!(
+        "running: slot {booted}{}, active slot {}, data format {}",
+        if trial { " (trial boot)" } else { "" },
+        state.active,
+        state.data_format
+    );
+    for (slot, record) in [("A", &state.a), ("B", &state.b)] {
+        let release = record
+            .release
+            .as_ref()
+            .map_or("-".into(), |r| r.version.clone());
+        println!("slot {slot}: {release} ({:?})", record.status);
+    }
+    if let Some(trial) = &state.trial {
+        println!("waiting: {} on slot {}", trial.release.version, trial.slot);
+    }
+    if let Some(snapshot) = &state.snapshot {
+        println!(
+            "snapshot: {} (data format {}, taken under {})",
+            snapshot.path.display(),
+            snapshot.data_format,
+            snapshot.version
+        );
+    }
+    for event in state.history.iter().rev().take(10).rev() {
+        println!("{}  {}", event.at, event.text);
+    }
+    Ok(())
+}
+
+fn boot_check(appliance: &Appliance) -> anyhow::Result<()> {
+    let outcome = appliance.boot_check()?;
+    match outcome {
+        BootOutcome::Fresh(_) | BootOutcome::Normal(_) => {}
+        BootOutcome::TrialInProgress(slot) => {
+            announce(&format!("trying the new release on slot {slot}"));
+        }
+        BootOutcome::TrialFailed {
+            failed,
+            back_on,
+            restored,
+        } => announce(&format!(
+            "upgrade to {} failed its trial boot; back on slot {back_on}{}",
+            failed.version,
+            if restored {
+                " with the data snapshot put back"
+            } else {
+                ""
+            }
+        )),
+        BootOutcome::Switched { to, restored } => announce(&format!(
+            "slot {to} is active again{}",
+            if restored {
+                " with the data snapshot put back"
+            } else {
+                ""
+            }
+        )),
+    }
+    Ok(())
+}
+
+async fn mark_good(appliance: &Appliance, wait: bool, timeout: Duration) -> anyhow::Result<()> {
+    let (slot, trial) = appliance.booted()?;
+    if !trial {
+        bail!("slot {slot} was not started as a trial: nothing to confirm");
+    }
+    let probe = HealthProbe::new(appliance.layout())?;
+    let deadline = Instant::now() + if wait { timeout } else { Duration::ZERO };
+    let mut target = None;
+    loop {
+        match probe.check(&mut target).await {
+            Ok(()) => break,
+            Err(Unhealthy::Fatal(reason)) => {
+                announce(&format!(
+                    "the new release on slot {slot} is not healthy: {reason}"
+                ));
+                bail!("health check failed: {reason}");
+            }
+            Err(Unhealthy::NotYet(reason)) if Instant::now() >= deadline => {
+                announce(&format!(
+                    "the new release on slot {slot} did not become healthy: {reason}"
+                ));
+                bail!("health check failed: {reason}");
+            }
+            Err(Unhealthy::NotYet(_)) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let release = appliance.confirm()?;
+    announce(&format!(
+        "upgrade to {} confirmed: slot {slot} is healthy and now the active slot",
+        release.version
+    ));
+    Ok(())
+}
+
+enum Unhealthy {
+    /// Keep waiting.
+    NotYet(String),
+    /// Waiting will not help.
+    Fatal(String),
+}
+
+/// Asks the local node whether it is healthy, with the appliance's read-only key.
+struct HealthProbe {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+    node_id: u64,
+}
+
+/// How many failed starts of the node's service end the wait.
+const FAILED_STARTS: u64 = 5;
+
+impl HealthProbe {
+    fn new(layout: &Layout) -> anyhow::Result<HealthProbe> {
+        let text = std::fs::read_to_string(NODE_CONFIG)
+            .with_context(|| format!("cannot read {NODE_CONFIG}"))?;
+        let config: toml::Value = toml::from_str(&text)?;
+        let listen = config["node"]["listen"]
+            .as_str()
+            .context("no node.listen")?;
+        let port = listen
+            .rsplit(':')
+            .next()
+            .context("node.listen has no port")?;
+        let node_id = config["node"]["id"].as_integer().context("no node.id")? as u64;
+        let key_path = appliance_key_path(layout);
+        let key = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        // The node is asked over loopback; its certificate names its network addresses, not
+        // 127.0.0.1, and nothing else can answer on this machine's loopback.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(HealthProbe {
+            client,
+            base: format!("https://127.0.0.1:{port}"),
+            key: key.trim().to_string(),
+            node_id,
+        })
+    }
+
+    /// Healthy when the service runs, the node knows a leader that counts it as a voter, and
+    /// it has applied everything the leader had when the check first reached it.
+    async fn check(&self, target: &mut Option<u64>) -> Result<(), Unhealthy> {
+        let restarts = service_property("NRestarts").unwrap_or(0);
+        if restarts >= FAILED_STARTS {
+            return Err(Unhealthy::Fatal(format!(
+                "pullback.service failed to start {restarts} times"
+            )));
+        }
+        fn not_yet(what: &'static str) -> impl Fn(reqwest::Error) -> Unhealthy {
+            move |e| Unhealthy::NotYet(format!("{what}: {e}"))
+        }
+        let ready = self
+            .client
+            .get(format!("{}/health/ready", self.base))
+            .send()
+            .await
+            .map_err(not_yet("the API does not answer"))?;
+        if !ready.status().is_success() {
+            return Err(Unhealthy::NotYet(format!(
+                "/health/ready answers {}",
+                ready.status()
+            )));
+        }
+        let cluster: serde_json::Value = self
+            .get("/api/v1/cluster")
+            .await?
+            .json()
+            .await
+            .map_err(not_yet("/api/v1/cluster"))?;
+        if cluster["from_leader"] != true {
+            return Err(Unhealthy::NotYet("the leader cannot be reached".into()));
+        }
+        let me = cluster["members"]
+            .as_array()
+            .and_then(|members| members.iter().find(|m| m["id"] == self.node_id));
+        match me.and_then(|m| m["role"].as_str()) {
+            Some("leader" | "voter") => {}
+            role => {
+                return Err(Unhealthy::NotYet(format!(
+                    "node {} is {} in the cluster, not yet a voter",
+                    self.node_id,
+                    role.unwrap_or("absent")
+                )));
+            }
+        }
+        let leader_index = cluster["last_log_index"].as_u64().unwrap_or(0);
+        let target = *target.get_or_insert(leader_index);
+        let metrics = self
+            .get("/metrics")
+            .await?
+            .text()
+            .await
+            .map_err(not_yet("/metrics"))?;
+        let applied = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pullback_raft{field=\"last_applied\"} "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if applied < target {
+            return Err(Unhealthy::NotYet(format!(
+                "applied index {applied}, the leader was at {target}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, Unhealthy> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.key)
+            .send()
+            .await
+            .map_err(|e| Unhealthy::NotYet(format!("{path}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(Unhealthy::NotYet(format!(
+                "{path} answers {}",
+                response.status()
+            )));
+        }
+        Ok(response)
+    }
+}
+
+fn service_property(name: &str) -> Option<u64> {
+    let output = Command::new("systemctl")
+        .args(["show", "--value", "-p", name, "pullback.service"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
