@@ -87,19 +87,13 @@ pub fn inspect(dir: &Path) -> Result<Summary, StoreError> {
         })
     };
     let state = family(Cf::State)?;
-    let index = family(Cf::Index)?;
-    // Both families are read at once, each front to back with a large read-ahead: a cold
-    // checkpoint is then read in long sequential runs rather than one block at a time.
-    let (state_scan, index_scan) = std::thread::scope(|scope| {
-        let index_scan = scope.spawn(|| scan(&frozen, index, false));
-        (scan(&frozen, state, true), index_scan.join())
-    });
-    let state_scan = state_scan?;
-    let index_scan = index_scan.map_err(|_| {
-        StoreError::Corrupt("reading the checkpoint's index family failed".to_owned())
-    })??;
-    let newest = state_scan.newest.max(index_scan.newest);
-    let counts = state_scan.counts;
+    // Only the state family is read whole. Every value carries the data format of the build
+    // that wrote it, and every applied entry rewrites the applied index in this family, so
+    // a store written by a newer build shows it here; the index family holds ids derived
+    // from the state (tens of millions of tiny entries, most of a scan's time) and the
+    // search terms are rebuilt whenever their own version differs.
+    family(Cf::Index)?;
+    let Scan { newest, counts } = scan(&frozen, state)?;
     let get = |key: &[u8]| {
         frozen
             .get_cf(state, key)
@@ -142,13 +136,12 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 struct Scan {
     /// The newest data format among its values.
     newest: u8,
-    /// Records by kind, when counted.
+    /// Records by kind.
     counts: BTreeMap<String, u64>,
 }
 
-/// Reads every value of `family`, noting the newest data format, and counts records by kind
-/// when `counted`.
-fn scan(frozen: &DB, family: &rocksdb::ColumnFamily, counted: bool) -> Result<Scan, StoreError> {
+/// Reads every value of `family`, noting the newest data format and counting records by kind.
+fn scan(frozen: &DB, family: &rocksdb::ColumnFamily) -> Result<Scan, StoreError> {
     let mut counts: BTreeMap<String, u64> = COUNTED.iter().map(|k| (k.to_string(), 0)).collect();
     let mut newest = 0u8;
     let mut options = rocksdb::ReadOptions::default();
@@ -157,8 +150,7 @@ fn scan(frozen: &DB, family: &rocksdb::ColumnFamily, counted: bool) -> Result<Sc
     for item in frozen.iterator_cf_opt(family, options, IteratorMode::Start) {
         let (key, value) = item.map_err(rocks("reading a checkpoint"))?;
         newest = newest.max(value.first().copied().unwrap_or(0));
-        if counted
-            && let Some(kind) = key.split(|b| *b == b'/').next()
+        if let Some(kind) = key.split(|b| *b == b'/').next()
             && let Some(count) = counts.get_mut(std::str::from_utf8(kind).unwrap_or(""))
         {
             *count += 1;
