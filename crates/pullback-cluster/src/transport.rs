@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -200,6 +201,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             node: node.clone(),
             client: self.client.clone(),
+            appends: Mutex::new(AppendSize::default()),
         }
     }
 }
@@ -211,6 +213,81 @@ pub struct PeerClient {
     target: NodeId,
     node: Member,
     client: reqwest::Client,
+    appends: Mutex<AppendSize>,
+}
+
+/// An append on its way. Dropped unfinished, when it timed out or openraft gave up on it at
+/// its deadline, it halves this peer's append size.
+struct InFlight<'a> {
+    appends: &'a Mutex<AppendSize>,
+    sent: usize,
+    target: NodeId,
+    finished: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.finished || self.sent == 0 {
+            return;
+        }
+        let mut appends = self.appends.lock().expect("not poisoned");
+        appends.timed_out(self.sent);
+        tracing::info!(
+            target = self.target,
+            entries = self.sent,
+            next = appends.take(usize::MAX),
+            "an append timed out; sending fewer entries at once"
+        );
+    }
+}
+
+/// How many log entries one append to a peer may carry.
+///
+/// openraft gives an append one heartbeat interval to reach the peer and be stored there.
+/// A peer that fell behind (restarted, or slowed by a loaded machine) is sent up to
+/// `max_payload_entries` entries at once, each possibly holding thousands of alerts; if that
+/// cannot arrive in time, resending the same append would time out forever and the peer
+/// would never catch up. So an append that timed out halves the next one, down to a single
+/// entry, and the entries left out are reported to openraft as not yet sent
+/// (`PartialSuccess`), which sends them next. Every append that arrives doubles the limit
+/// again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendSize {
+    limit: usize,
+}
+
+impl AppendSize {
+    /// The limit never grows past this: openraft sends no more entries at once anyway.
+    const CEILING: usize = 1024;
+
+    /// How many of `offered` entries to send.
+    pub fn take(&self, offered: usize) -> usize {
+        offered.min(self.limit)
+    }
+
+    /// An append of `sent` entries arrived in time.
+    pub fn arrived(&mut self, sent: usize) {
+        if sent >= self.limit {
+            self.limit = (self.limit * 2).min(Self::CEILING);
+        }
+    }
+
+    /// An append of `sent` entries timed out.
+    pub fn timed_out(&mut self, sent: usize) {
+        if sent == 0 {
+            // A heartbeat: its delay says nothing about the size of appends.
+            return;
+        }
+        self.limit = (sent.min(self.limit) / 2).max(1);
+    }
+}
+
+impl Default for AppendSize {
+    fn default() -> Self {
+        AppendSize {
+            limit: Self::CEILING,
+        }
+    }
 }
 
 type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, Member, E>>;
@@ -276,11 +353,35 @@ impl PeerClient {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        self.call("append", RPCTypes::AppendEntries, &rpc, &option)
-            .await
+        let sent = self
+            .appends
+            .lock()
+            .expect("not poisoned")
+            .take(rpc.entries.len());
+        // The last entry sent, when some are held back for the next append.
+        let held_back = (sent < rpc.entries.len()).then(|| rpc.entries[sent - 1].log_id);
+        rpc.entries.truncate(sent);
+        let mut in_flight = InFlight {
+            appends: &self.appends,
+            sent,
+            target: self.target,
+            finished: false,
+        };
+        let answer = self
+            .call("append", RPCTypes::AppendEntries, &rpc, &option)
+            .await;
+        in_flight.finished = !matches!(answer, Err(RPCError::Timeout(_)));
+        drop(in_flight);
+        if let Ok(response) = &answer {
+            self.appends.lock().expect("not poisoned").arrived(sent);
+            if let (AppendEntriesResponse::Success, Some(last)) = (response, held_back) {
+                return Ok(AppendEntriesResponse::PartialSuccess(Some(last)));
+            }
+        }
+        answer
     }
 
     async fn install_snapshot(
@@ -298,5 +399,38 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Rpc<VoteResponse<NodeId>> {
         self.call("vote", RPCTypes::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppendSize;
+
+    #[test]
+    fn appends_shrink_on_timeouts_down_to_one_entry_and_grow_back() {
+        let mut size = AppendSize::default();
+        assert_eq!(size.take(32), 32, "a healthy peer gets all it is offered");
+        size.timed_out(0);
+        assert_eq!(size.take(32), 32, "a heartbeat's timeout changes nothing");
+        size.timed_out(32);
+        assert_eq!(size.take(32), 16);
+        size.timed_out(16);
+        size.timed_out(8);
+        size.timed_out(4);
+        size.timed_out(2);
+        assert_eq!(size.take(32), 1);
+        size.timed_out(1);
+        assert_eq!(size.take(32), 1, "one entry is always sent");
+
+        size.arrived(1);
+        size.arrived(2);
+        assert_eq!(size.take(32), 4);
+        // A short append that arrived says nothing about larger ones.
+        size.arrived(3);
+        assert_eq!(size.take(32), 4);
+        for sent in [4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024] {
+            size.arrived(sent);
+        }
+        assert_eq!(size.take(5000), AppendSize::CEILING);
     }
 }
