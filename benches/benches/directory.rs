@@ -128,7 +128,7 @@ fn person(i: usize) -> DirectoryRecord {
         display_name: Some(format!("Person {i}")),
         department: Some(format!("Department {}", i % 40)),
         title: Some(
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 "Vice President"
             } else {
                 "Analyst"
