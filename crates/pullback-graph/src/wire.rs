@@ -206,6 +206,20 @@ pub fn with_query(path: &str, query: &[(&str, &str)]) -> String {
     format!("{path}?{}", pairs.join("&"))
 }
 
+/// An id (a message's, a folder's) as one path segment. Graph's ids are URL-safe base64 and
+/// pass unchanged; anything else is percent-encoded rather than allowed to split the path.
+pub fn segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'=') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// `/users/<mailbox>`, the mailbox encoded as a path segment.
 pub fn user_path(mailbox: &str) -> String {
     let mut out = String::from("/users/");

@@ -4,7 +4,9 @@
 use super::find::{Copy, Found, Place, check, folder_by_name};
 use super::{DELETIONS, GraphBackend, Operation};
 use crate::client::{GraphError, Reply};
-use crate::wire::{BatchItem, MailFolder, ORIGIN_PROPERTY, Origin, Page, user_path, with_query};
+use crate::wire::{
+    BatchItem, MailFolder, ORIGIN_PROPERTY, Origin, Page, segment, user_path, with_query,
+};
 use pullback_mailbox::MessageTarget;
 use reqwest::Method;
 use serde_json::json;
@@ -163,7 +165,7 @@ impl GraphBackend {
             let record = json!({ "singleValueExtendedProperties": [
                 { "id": ORIGIN_PROPERTY, "value": serde_json::to_string(&origin).expect("plain") }
             ]});
-            let message = format!("{user}/messages/{}", copy.message.id);
+            let message = format!("{user}/messages/{}", segment(&copy.message.id));
             items.push(BatchItem::with_json(
                 format!("p{i}"),
                 "PATCH",
@@ -227,7 +229,10 @@ impl GraphBackend {
             .filter(|f| self.name_of(f).is_none());
         let mut items = self.folder_lookups(&user, unnamed);
         for (i, copy) in copies.iter().enumerate() {
-            let path = format!("{user}/messages/{}/permanentDelete", copy.message.id);
+            let path = format!(
+                "{user}/messages/{}/permanentDelete",
+                segment(&copy.message.id)
+            );
             items.push(BatchItem {
                 method: "POST".into(),
                 ..BatchItem::get(format!("d{i}"), path)
@@ -277,13 +282,14 @@ impl GraphBackend {
             .iter()
             .map(|c| c.message.origin().map(|o| o.from).filter(|f| !f.is_empty()))
             .collect();
-        let mut items = self.folder_lookups(&user, origins.iter().flatten().map(String::as_str));
-        let lookup_of: BTreeMap<String, String> = items
+        let lookups = lookups_by_folder(&user, origins.iter().flatten().map(String::as_str));
+        let lookup_of: BTreeMap<String, String> = lookups
             .iter()
-            .map(|i| (folder_of_lookup(&i.url).to_owned(), i.id.clone()))
+            .map(|(folder, item)| (folder.clone(), item.id.clone()))
             .collect();
+        let mut items: Vec<BatchItem> = lookups.into_values().collect();
         for (i, copy) in copies.iter().enumerate() {
-            let path = format!("{user}/messages/{}/move", copy.message.id);
+            let path = format!("{user}/messages/{}/move", segment(&copy.message.id));
             let item = match &origins[i] {
                 Some(origin) => {
                     let body = json!({ "destinationId": origin });
@@ -338,7 +344,7 @@ impl GraphBackend {
                 .iter()
                 .enumerate()
                 .map(|(i, copy)| {
-                    let path = format!("{user}/messages/{}/move", copy.message.id);
+                    let path = format!("{user}/messages/{}/move", segment(&copy.message.id));
                     let body = json!({ "destinationId": fallback });
                     BatchItem::with_json(format!("o{i}"), "POST", path, body)
                 })
@@ -368,25 +374,28 @@ impl GraphBackend {
         user: &str,
         folders: impl Iterator<Item = &'a str>,
     ) -> Vec<BatchItem> {
-        let mut items: Vec<BatchItem> = Vec::new();
-        for folder in folders {
-            if folder.is_empty() || items.iter().any(|i| folder_of_lookup(&i.url) == folder) {
-                continue;
-            }
-            let url = with_query(
-                &format!("{user}/mailFolders/{folder}"),
-                &[("$select", "id,displayName")],
-            );
-            items.push(BatchItem::get(format!("f{}", items.len()), url));
-        }
-        items
+        lookups_by_folder(user, folders).into_values().collect()
     }
 }
 
-/// The folder id a lookup from [`GraphBackend::folder_lookups`] asks for.
-fn folder_of_lookup(url: &str) -> &str {
-    let path = url.split('?').next().unwrap_or_default();
-    path.rsplit('/').next().unwrap_or_default()
+/// One `GET` per distinct folder, by folder id.
+fn lookups_by_folder<'a>(
+    user: &str,
+    folders: impl Iterator<Item = &'a str>,
+) -> BTreeMap<String, BatchItem> {
+    let mut items = BTreeMap::new();
+    for folder in folders {
+        if folder.is_empty() || items.contains_key(folder) {
+            continue;
+        }
+        let url = with_query(
+            &format!("{user}/mailFolders/{}", segment(folder)),
+            &[("$select", "id,displayName")],
+        );
+        let item = BatchItem::get(format!("f{}", items.len()), url);
+        items.insert(folder.to_owned(), item);
+    }
+    items
 }
 
 /// Folder id to display name, from the lookups' answers.
