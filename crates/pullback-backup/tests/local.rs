@@ -408,7 +408,11 @@ async fn a_manifest_worked_out_alongside_the_copy_completes_it_or_abandons_it() 
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, std::slice::from_ref(&id), "no partial folder or backup is left");
+    assert_eq!(
+        left,
+        std::slice::from_ref(&id),
+        "no partial folder or backup is left"
+    );
 
     // A description of another backup is refused.
     let error = target

@@ -217,7 +217,10 @@ mod tests {
             tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"PULLBACK_TEST_UNSET\" }\n";
         let config: crate::config::Config = toml::from_str(text).expect("a configuration");
         let problems = config.problems().join("\n");
-        assert!(problems.contains("PULLBACK_TEST_UNSET is not set"), "{problems}");
+        assert!(
+            problems.contains("PULLBACK_TEST_UNSET is not set"),
+            "{problems}"
+        );
         let typo = text.replace("client_id", "client_ld");
         assert!(toml::from_str::<crate::config::Config>(&typo).is_err());
     }
