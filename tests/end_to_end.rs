@@ -303,7 +303,7 @@ async fn tap_alerts_quarantine_real_mail_in_dovecot_and_restore_undoes_it() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("no quarantined recipient"),
+            .contains("nothing left to undo"),
         "{body}"
     );
 }
