@@ -16,6 +16,9 @@ systemctl enable systemd-networkd.service systemd-resolved.service systemd-times
 systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
     fstrim.timer 2>/dev/null || true
 ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+# Only `pullback upgrade mark-good` may confirm a trial slot, after its health check; systemd's
+# own blessing (in the systemd-boot package, not installed) would confirm it at boot.
+systemctl mask systemd-bless-boot.service >/dev/null 2>&1 || true
 
 # A console that says what it is, and the C.UTF-8 locale everywhere.
 echo 'LANG=C.UTF-8' > /etc/default/locale

@@ -78,12 +78,12 @@ impl Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ImgError {
     /// The file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not an archive of the expected shape.
     #[error("format check failed: {0}")]
@@ -131,7 +131,7 @@ impl ImgError {
         }
         ImgError::Read {
             path: path.display().to_string(),
-            source,
+            error: source,
         }
     }
 }

@@ -27,12 +27,12 @@ pub struct TrustedKeys {
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
     /// The file could not be read.
-    #[error("cannot read the trusted release keys {path}: {source}")]
+    #[error("cannot read the trusted release keys {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line is not `ed25519 <hex> <name>`.
     #[error("{path} line {line}: {problem}")]
@@ -57,7 +57,7 @@ impl TrustedKeys {
     pub fn read(path: &Path) -> Result<TrustedKeys, KeysError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {
             path: path.display().to_string(),
-            source,
+            error: source,
         })?;
         Self::parse(&text)
             .map_err(|(line, problem)| KeysError::Line {

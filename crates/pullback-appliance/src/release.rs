@@ -22,20 +22,20 @@ pub struct Release {
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     /// The file could not be read.
-    #[error("cannot read the release file {path}: {source}")]
+    #[error("cannot read the release file {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not the JSON of a release.
-    #[error("the release file {path} is not valid: {source}")]
+    #[error("the release file {path} is not valid: {error}")]
     Parse {
         /// The file.
         path: String,
         /// Why.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -44,11 +44,11 @@ impl Release {
     pub fn read(path: &Path) -> Result<Release, ReleaseError> {
         let text = std::fs::read(path).map_err(|source| ReleaseError::Read {
             path: path.display().to_string(),
-            source,
+            error: source,
         })?;
         serde_json::from_slice(&text).map_err(|source| ReleaseError::Parse {
             path: path.display().to_string(),
-            source,
+            error: source,
         })
     }
 

@@ -47,12 +47,12 @@ impl fmt::Debug for Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// A file could not be read or written.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What, with the path.
         what: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The settings file does not parse.
     #[error("{path} is not valid: {reason}")]
@@ -88,7 +88,7 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(SettingsError::Io {
                 what: format!("reading {}", path.display()),
-                source,
+                error: source,
             }),
         }
     }
@@ -99,13 +99,13 @@ impl Settings {
         let text = toml::to_string(self).expect("settings serialise");
         write_synced(&path, text.as_bytes()).map_err(|source| SettingsError::Io {
             what: format!("writing {}", path.display()),
-            source,
+            error: source,
         })?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
             SettingsError::Io {
                 what: format!("restricting {}", path.display()),
-                source,
+                error: source,
             }
         })
     }
@@ -153,7 +153,7 @@ impl Settings {
         let write = |path: std::path::PathBuf, text: &str| {
             write_synced(&path, text.as_bytes()).map_err(|source| SettingsError::Io {
                 what: format!("writing {}", path.display()),
-                source,
+                error: source,
             })
         };
         write(
@@ -171,7 +171,7 @@ impl Settings {
         std::fs::write(&hostname, format!("{}\n", self.hostname)).map_err(|source| {
             SettingsError::Io {
                 what: format!("setting the host name through {}", hostname.display()),
-                source,
+                error: source,
             }
         })
     }

@@ -26,12 +26,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
     /// The image failed a check; nothing was written.
-    #[error("upgrade image {path} refused, nothing was written: {source}")]
+    #[error("upgrade image {path} refused, nothing was written: {error}")]
     Refused {
         /// The image.
         path: String,
         /// The check that failed.
-        source: ImgError,
+        error: ImgError,
     },
     /// The trusted keys could not be read.
     #[error(transparent)]
@@ -40,12 +40,12 @@ pub enum UpgradeError {
     #[error(transparent)]
     Release(#[from] ReleaseError),
     /// A file or device could not be read or written.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being done, with the path.
         what: String,
         /// Why it failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The kernel command line names no slot: this system did not boot from a slot entry.
     #[error("cannot tell which slot is running: {0} has no pullback.slot=")]
@@ -90,7 +90,10 @@ pub enum UpgradeError {
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> UpgradeError {
     let what = what.into();
-    move |source| UpgradeError::Io { what, source }
+    move |source| UpgradeError::Io {
+        what,
+        error: source,
+    }
 }
 
 /// An image that passed every check, and where it would go.
@@ -194,7 +197,7 @@ impl Appliance {
         let keys = TrustedKeys::read(&self.layout.trusted_keys())?;
         let refused = |source| UpgradeError::Refused {
             path: path.display().to_string(),
-            source,
+            error: source,
         };
         let data_format = state.data_format;
         let img = img::verify_with(path, &keys, |manifest| {
@@ -268,7 +271,7 @@ impl Appliance {
                 .copy_member(name, &mut bytes)
                 .map_err(|source| UpgradeError::Refused {
                     path: checked.img.path.display().to_string(),
-                    source,
+                    error: source,
                 })?;
             boot::write_synced(&kernel_dir.join(name), &bytes)
                 .map_err(io(format!("writing {}", kernel_dir.join(name).display())))?;
@@ -348,7 +351,7 @@ impl Appliance {
                 .and_then(|_| file.write_all(&[0u8; 4096]));
             return Err(UpgradeError::Refused {
                 path: checked.img.path.display().to_string(),
-                source,
+                error: source,
             });
         }
         file.sync_all().map_err(io(what))

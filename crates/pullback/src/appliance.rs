@@ -12,7 +12,7 @@ use pullback_appliance::upgrade::Appliance;
 use pullback_appliance::userdata::{self, Imds, UserDataSource};
 use pullback_appliance::{Layout, wizard};
 use std::io::Write;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,7 +40,16 @@ pub enum ApplianceCommand {
 pub async fn run(command: ApplianceCommand) -> anyhow::Result<()> {
     let layout = Layout::system();
     match command {
-        ApplianceCommand::Firstboot { answers } => firstboot(&layout, answers.as_deref()).await,
+        ApplianceCommand::Firstboot { answers } => {
+            let done = firstboot(&layout, answers.as_deref()).await;
+            if let Err(e) = &done {
+                announce(&format!(
+                    "first boot failed: {e:#}; the node does not start until the next boot's \
+                     first boot succeeds"
+                ));
+            }
+            done
+        }
         ApplianceCommand::ApplySettings => apply_settings(&layout),
         ApplianceCommand::Report => report(&layout),
     }
@@ -291,16 +300,45 @@ fn advertised_host(answers: &Answers) -> anyhow::Result<String> {
     }
 }
 
-/// The source address of the default route. Connecting a UDP socket sends nothing; it only
-/// asks the kernel which address it would use (192.0.2.1 is a documentation address).
+/// The address peers reach this node by: the source address of the default route, or, on a
+/// network without a gateway, of the first subnet an interface is on. Connecting a UDP socket
+/// sends nothing; it only asks the kernel which address it would use (192.0.2.1 is a
+/// documentation address).
 fn local_address() -> Option<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    std::iter::once(Ipv4Addr::new(192, 0, 2, 1))
+        .chain(subnet_probes(&routes))
+        .find_map(source_address)
+}
+
+fn source_address(destination: Ipv4Addr) -> Option<IpAddr> {
     let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("192.0.2.1:9").ok()?;
+    socket.connect((destination, 9)).ok()?;
     socket
         .local_addr()
         .ok()
         .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+}
+
+/// One address inside each subnet route of `/proc/net/route` (its table is in host byte
+/// order, hexadecimal), loopback and the default route left out.
+fn subnet_probes(routes: &str) -> Vec<Ipv4Addr> {
+    routes
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let destination = u32::from_str_radix(fields.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
+            let network = Ipv4Addr::from(u32::from_be(destination));
+            let mask = Ipv4Addr::from(u32::from_be(mask));
+            if fields[0] == "lo" || network.is_unspecified() || mask == Ipv4Addr::BROADCAST {
+                return None;
+            }
+            Some(Ipv4Addr::from(u32::from(network) | 1))
+        })
+        .collect()
 }
 
 /// The appliance's own read-only API key, for the upgrade health check: kept on the data
@@ -399,4 +437,19 @@ fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_one_address_in_each_subnet() {
+        let routes = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+            enp0s2\t0002000A\t00000000\t0001\t0\t0\t1024\t00FFFFFF\t0\t0\t0\n\
+            enp0s2\t00000000\t0202000A\t0003\t0\t0\t1024\t00000000\t0\t0\t0\n\
+            lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n\
+            ens5\t0A00A8C0\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
+        assert_eq!(subnet_probes(routes), vec![Ipv4Addr::new(10, 0, 2, 1)]);
+    }
 }
