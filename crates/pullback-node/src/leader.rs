@@ -33,10 +33,14 @@ pub(crate) async fn supervise(node: Arc<Node>, parts: Arc<Parts>, workers: Worke
         let leading_term = {
             let m = raft_metrics.borrow_and_update();
             let alone = m.membership_config.membership().voter_ids().count() <= 1;
-            // No acknowledgement yet means the election just ended, which a majority voted in.
+            // Work starts only once a majority has acknowledged this leader in its term. A
+            // node restarted with its own vote of an earlier term still recorded calls itself
+            // leader before it learns of the newer term, with a state that may be far behind;
+            // it must not start pollers from its stale checkpoints. A newly elected leader is
+            // acknowledged within a round trip (its first entry of the term).
             let heard = m
                 .millis_since_quorum_ack
-                .is_none_or(|ms| ms < LEASE.as_millis() as u64);
+                .is_some_and(|ms| ms < LEASE.as_millis() as u64);
             (m.state == ServerState::Leader && (alone || heard)).then_some(m.current_term)
         };
         let running_term = current.as_ref().map(|(t, _, _)| *t);
