@@ -482,8 +482,8 @@ def test_raw_and_upgrades(args, v1, images, password, key):
                 f"pullback upgrade apply --no-reboot /mnt/up/{images['new'][0].name}", timeout=900)
             check(status == 0 and "written to slot B" in output, f"apply failed: {output}")
             vm.type("systemctl reboot\n")
-            vm.wait_for(rf"booted slot B, release {re.escape(args.new_version)}, trying it",
-                        since=since)
+            vm.wait_for(rf"booted slot B, release {re.escape(args.new_version)} "
+                        r"\(data format \d+\), trying it", since=since)
             vm.wait_for(rf"upgrade to {re.escape(args.new_version)} confirmed", since=since)
             api.wait_ready()
             check("written before the upgrade" in api.alert_subjects(),
@@ -498,13 +498,13 @@ def test_raw_and_upgrades(args, v1, images, password, key):
                 timeout=900)
             check(status == 0 and "written to slot A" in output, f"apply failed: {output}")
             vm.type("systemctl reboot\n")
-            vm.wait_for(rf"booted slot A, release {re.escape(args.broken_version)}, trying it",
-                        since=since)
+            vm.wait_for(rf"booted slot A, release {re.escape(args.broken_version)} "
+                        r"\(data format \d+\), trying it", since=since)
             vm.wait_for(r"is not healthy|did not become healthy", since=since)
             vm.wait_for(rf"upgrade to {re.escape(args.broken_version)} failed its trial boot; "
                         r"back on slot B", since=since)
-            vm.wait_for(rf"booted slot B, release {re.escape(args.new_version)}\b(?!, trying)",
-                        since=since)
+            vm.wait_for(rf"booted slot B, release {re.escape(args.new_version)} "
+                        r"\(data format \d+\)\r?\n", since=since)
             api.wait_ready()
             check("written before the upgrade" in api.alert_subjects(),
                   "the alert is gone after the fallback")

@@ -267,10 +267,20 @@ impl HealthProbe {
     /// Healthy when the service runs, the node knows a leader that counts it as a voter, and
     /// it has applied everything the leader had when the check first reached it.
     async fn check(&self, target: &mut Option<u64>) -> Result<(), Unhealthy> {
-        let restarts = service_property("NRestarts").unwrap_or(0);
+        let restarts = service_property("NRestarts")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
         if restarts >= FAILED_STARTS {
             return Err(Unhealthy::Fatal(format!(
                 "pullback.service failed to start {restarts} times"
+            )));
+        }
+        // Between restarts the unit is `activating`; `failed` means systemd gave up on it
+        // (its start limit, or a failure it does not restart after).
+        if service_property("ActiveState").as_deref() == Some("failed") {
+            let result = service_property("Result").unwrap_or_default();
+            return Err(Unhealthy::Fatal(format!(
+                "pullback.service failed ({result}) after {restarts} restarts"
             )));
         }
         fn not_yet(what: &'static str) -> impl Fn(reqwest::Error) -> Unhealthy {
@@ -349,10 +359,10 @@ impl HealthProbe {
     }
 }
 
-fn service_property(name: &str) -> Option<u64> {
+fn service_property(name: &str) -> Option<String> {
     let output = Command::new("systemctl")
         .args(["show", "--value", "-p", name, "pullback.service"])
         .output()
         .ok()?;
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
