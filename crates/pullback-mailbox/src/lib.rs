@@ -68,26 +68,24 @@ pub trait MailboxBackend: Send + Sync {
 
     /// Deletes every matching copy, softly or for good. The outcome reads like a quarantine's:
     /// `Quarantined` when this run deleted copies, `AlreadyInDestination` when they were
-    /// already deleted. Backends that cannot delete answer a failed outcome saying so.
+    /// already deleted. By default a soft delete moves the copies to the user's [`TRASH`], as
+    /// a mail client deletes, and a hard delete is refused with a failed outcome saying that
+    /// nothing was deleted; backends with a recoverable-items store do better.
     async fn delete(
         &self,
         mailbox: &str,
         target: &MessageTarget,
         how: Deletion,
     ) -> RecipientOutcome {
-        let _ = (target, how);
-        let details = format!("the {} backend cannot delete messages", self.name());
-        outcome(mailbox, RecipientStatus::Failed, details, None)
+        match how {
+            Deletion::Soft => self.quarantine(mailbox, &to_trash(target)).await,
+            Deletion::Hard => no_hard_delete(self.name(), mailbox),
+        }
     }
 
     /// Puts back what a soft [`MailboxBackend::delete`] removed, where it came from.
     async fn restore_deleted(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
-        let _ = target;
-        let details = format!(
-            "the {} backend cannot restore deleted messages",
-            self.name()
-        );
-        outcome(mailbox, RecipientStatus::Failed, details, None)
+        self.restore(mailbox, &to_trash(target)).await
     }
 
     /// Reads up to `limit` messages of `folder` in `mailbox` whole, oldest first, without

@@ -7,8 +7,8 @@
 
 use crate::headers::MessageHeaders;
 use crate::{
-    Copies, Deletion, Direction, MailboxBackend, MessageTarget, already_there, moved,
-    no_hard_delete, not_found, outcome, refuse_target, to_trash,
+    Copies, Direction, MailboxBackend, MessageTarget, already_there, moved, not_found, outcome,
+    refuse_target,
 };
 use pullback_domain::{RecipientOutcome, RecipientStatus};
 use std::fs::{self, File};
@@ -230,27 +230,6 @@ impl MailboxBackend for MaildirBackend {
 
     async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
         self.run(mailbox, target, Direction::Restore).await
-    }
-
-    /// A soft delete moves the copies to the mailbox's `.Trash` folder.
-    async fn delete(
-        &self,
-        mailbox: &str,
-        target: &MessageTarget,
-        how: Deletion,
-    ) -> RecipientOutcome {
-        match how {
-            Deletion::Soft => {
-                let trash = to_trash(target);
-                self.run(mailbox, &trash, Direction::Quarantine).await
-            }
-            Deletion::Hard => no_hard_delete(self.name(), mailbox),
-        }
-    }
-
-    async fn restore_deleted(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
-        self.run(mailbox, &to_trash(target), Direction::Restore)
-            .await
     }
 }
 

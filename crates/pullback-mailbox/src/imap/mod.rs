@@ -10,8 +10,8 @@ mod parse;
 
 use crate::headers::MessageHeaders;
 use crate::{
-    Copies, Deletion, Direction, MailboxBackend, MessageTarget, already_there, moved,
-    no_hard_delete, not_found, outcome, refuse_target, to_trash,
+    Copies, Direction, MailboxBackend, MessageTarget, already_there, moved, not_found, outcome,
+    refuse_target,
 };
 use client::{Arg, Connection, Reply};
 use parse::{Status, Value};
@@ -253,27 +253,6 @@ impl MailboxBackend for ImapBackend {
 
     async fn restore(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
         self.run(mailbox, target, Direction::Restore).await
-    }
-
-    /// A soft delete moves the copies to the user's Trash, as a mail client deletes.
-    async fn delete(
-        &self,
-        mailbox: &str,
-        target: &MessageTarget,
-        how: Deletion,
-    ) -> RecipientOutcome {
-        match how {
-            Deletion::Soft => {
-                let trash = to_trash(target);
-                self.run(mailbox, &trash, Direction::Quarantine).await
-            }
-            Deletion::Hard => no_hard_delete(self.name(), mailbox),
-        }
-    }
-
-    async fn restore_deleted(&self, mailbox: &str, target: &MessageTarget) -> RecipientOutcome {
-        self.run(mailbox, &to_trash(target), Direction::Restore)
-            .await
     }
 
     async fn take_messages(
