@@ -433,11 +433,7 @@ impl Appliance {
             format!(
                 "slot {booted} ({}) is active again instead of slot {old}{}",
                 release.version,
-                if restored {
-                    "; the data snapshot was put back"
-                } else {
-                    ""
-                }
+                snapshot_note(restored)
             ),
         );
         self.save(&state)?;
@@ -472,11 +468,7 @@ impl Appliance {
                 trial.release.version,
                 trial.slot,
                 running.version,
-                if restored {
-                    "; the data snapshot was put back"
-                } else {
-                    ""
-                }
+                snapshot_note(restored)
             ),
         );
         self.save(&state)?;
@@ -587,6 +579,15 @@ impl Appliance {
     /// Where the snapshots are.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.layout.snapshots()
+    }
+}
+
+/// What a slot record adds when a switch of slots also put the data snapshot back.
+fn snapshot_note(restored: bool) -> &'static str {
+    if restored {
+        "; the data snapshot was put back"
+    } else {
+        ""
     }
 }
 
