@@ -434,3 +434,127 @@ async fn users_sign_in_to_sessions_that_need_the_csrf_token_and_keep_their_role(
     let log = server.log_text();
     assert!(!log.contains(password), "a password reached the log");
 }
+
+/// An appliance's node takes upgrade images from administrators and leaves them in its inbox
+/// for root; nobody else may upload, one waits at a time, and root's outcome comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn administrators_upload_upgrade_images_for_root_to_apply() {
+    use pullback_appliance::inbox::{Inbox, InboxResult, InboxState};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, listen) = write_config(dir.path(), None).await;
+    let path = "/api/v1/appliance/upgrade";
+    {
+        let server = Server::start(&config, listen).await;
+        let (status, body) = server.api(ADMIN_KEY).get(path).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("not an appliance"),
+            "{body}"
+        );
+    }
+
+    let inbox_dir = dir.path().join("upgrade-inbox");
+    std::fs::create_dir(&inbox_dir).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        &format!("listen = \"{listen}\"\n"),
+        &format!(
+            "listen = \"{listen}\"\nupgrade_inbox = {:?}\n",
+            inbox_dir.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config, listen).await;
+    let inbox = Inbox::at(&inbox_dir);
+    let upload = |key: &'static str, body: Vec<u8>| {
+        let url = format!("{}{path}", server.base);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", key)
+                .header("Content-Type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    // Bigger than the 2 MiB every other route accepts.
+    let image: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+
+    for key in [READER_KEY, ANALYST_KEY] {
+        assert_eq!(upload(key, image.clone()).await.0, 403);
+        assert_eq!(server.api(key).get(path).await.0, 403);
+    }
+    let (status, body) = upload(ADMIN_KEY, Vec::new()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("body is empty"),
+        "{body}"
+    );
+    assert!(!inbox.request().exists());
+
+    let (status, body) = upload(ADMIN_KEY, image.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "queued");
+    assert_eq!(body["uploaded_by"], "key admin");
+    assert_eq!(
+        std::fs::read(inbox.request()).unwrap(),
+        image,
+        "the bytes root will check"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&inbox_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let (status, body) = upload(ADMIN_KEY, b"a second image".to_vec()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        std::fs::read(inbox.request()).unwrap(),
+        image,
+        "the first one still waits"
+    );
+
+    // Root takes it and refuses it, as `pullback upgrade inbox` does for a bad signature.
+    let taken = dir.path().join("root-only/uploaded.img");
+    assert!(inbox.take_request(&taken).unwrap().is_some());
+    inbox
+        .set_result(&InboxResult {
+            state: InboxState::Refused,
+            message: "signature check failed, nothing was written".into(),
+            version: None,
+            uploaded_by: Some("key admin".into()),
+            at: 1,
+        })
+        .unwrap();
+    let (status, body) = server.api(ADMIN_KEY).get(path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["last"]["state"], "refused");
+    assert!(
+        body["last"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature check"),
+        "{body}"
+    );
+
+    // Settled, so the next upload is taken.
+    let (status, body) = upload(ADMIN_KEY, b"the fixed image".to_vec()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(std::fs::read(inbox.request()).unwrap(), b"the fixed image");
+
+    let (_, audit) = server.api(ADMIN_KEY).get("/api/v1/audit?limit=20").await;
+    let uploads = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "upload_upgrade" && e["by"] == "key admin")
+        .count();
+    assert_eq!(uploads, 2, "{audit}");
+}

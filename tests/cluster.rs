@@ -652,3 +652,181 @@ async fn a_lone_survivor_starts_a_new_cluster_with_its_data() {
     expected.alerts.extend(expected_pushed("after", 5));
     assert_history(&mut cluster, &expected, None).await;
 }
+
+/// `pullback cluster upgrade` rolls an IMG over an appliance cluster through the API: one
+/// node at a time, followers first and the leader last, each next one only after the last
+/// one confirmed, and it stops at the first node that falls back. The test plays root on
+/// every node: it takes the uploaded image from the node's inbox, "reboots" the node (stops
+/// and starts it) and writes the trial's outcome, as `pullback upgrade inbox` and the boot
+/// checks do on the appliance.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
+    use pullback_appliance::inbox::{Inbox, InboxResult, InboxState};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 1000).await;
+    // Appliance nodes: each with its upgrade inbox, restarted to read it.
+    let mut inboxes = Vec::new();
+    for id in 1..=3u64 {
+        let inbox = dir.path().join(format!("inbox{id}"));
+        std::fs::create_dir(&inbox).unwrap();
+        let config = cluster.node(id).config.clone();
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[node]\n",
+            &format!(
+                "[node]\nupgrade_inbox = {:?}\n",
+                inbox.display().to_string()
+            ),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        cluster.stop(id);
+        cluster.start_node(id).await;
+        inboxes.push(Inbox::at(inbox));
+    }
+    assert!(cluster.wait_converged().await, "{}", cluster.logs());
+    let leader = cluster.wait_for_leader(None).await;
+    let mut followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    followers.sort();
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, ADMIN_KEY).unwrap();
+    let ca = cluster.node(1).data_dir.join("cluster/ca.crt");
+
+    let image = |version: &str| {
+        let release = pullback_appliance::Release {
+            version: version.into(),
+            data_format: 1,
+            oldest_data_format: 1,
+            built: 0,
+        };
+        let payload: [(&str, &[u8]); 3] = [
+            ("vmlinuz", b"kernel"),
+            ("initrd.img", b"initrd"),
+            ("rootfs.ext4", b"root"),
+        ];
+        let manifest = pullback_appliance::img::testing::manifest(&release, &payload);
+        let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let path = dir.path().join(format!("pullback-{version}.img"));
+        std::fs::write(
+            &path,
+            pullback_appliance::img::testing::image(&key, &manifest, &payload),
+        )
+        .unwrap();
+        path
+    };
+    // Any member answers for the cluster; node 1 is asked.
+    let api_base = cluster.node(1).api_base.clone();
+    let roll = |file: &std::path::Path| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pullback"))
+            .args(["cluster", "upgrade", "--node-timeout-secs", "120", "--api"])
+            .arg(&api_base)
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--api-key-file")
+            .arg(&key_file)
+            .arg(file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Root's side: the nodes in the order their uploads arrived.
+    async fn play_root(
+        cluster: &mut TestCluster,
+        inboxes: &[Inbox],
+        dir: &std::path::Path,
+        child: &mut tokio::process::Child,
+        falls_back: Option<u64>,
+    ) -> Vec<u64> {
+        let mut order = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the roll did not end");
+            for (index, inbox) in inboxes.iter().enumerate() {
+                let id = index as u64 + 1;
+                let taken = dir.join(format!("taken{id}.img"));
+                let Some(taken) = inbox.take_request(&taken).unwrap() else {
+                    continue;
+                };
+                order.push(id);
+                let manifest = pullback_appliance::img::read_manifest(&taken).unwrap();
+                let uploaded_by = inbox.result().unwrap().unwrap().uploaded_by;
+                let result = |state, message: &str| InboxResult {
+                    state,
+                    message: message.into(),
+                    version: Some(manifest.version.clone()),
+                    uploaded_by: uploaded_by.clone(),
+                    at: 1,
+                };
+                inbox
+                    .set_result(&result(InboxState::Rebooting, "written; rebooting"))
+                    .unwrap();
+                cluster.stop(id);
+                cluster.start_node(id).await;
+                let (state, message) = if falls_back == Some(id) {
+                    (
+                        InboxState::FellBack,
+                        "failed its trial boot; back on slot A",
+                    )
+                } else {
+                    (InboxState::Confirmed, "confirmed")
+                };
+                inbox
+                    .settle(&manifest.version, state, message.into())
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        order
+    }
+
+    let mut child = roll(&image("9.9.9"));
+    let order = play_root(&mut cluster, &inboxes, dir.path(), &mut child, None).await;
+    let output = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        order,
+        [followers.clone(), vec![leader]].concat(),
+        "{stdout}"
+    );
+    assert!(stdout.contains("every node runs 9.9.9"), "{stdout}");
+    for inbox in &inboxes {
+        let result = inbox.result().unwrap().unwrap();
+        assert_eq!(result.state, InboxState::Confirmed);
+        assert_eq!(result.uploaded_by.as_deref(), Some("key admin"));
+    }
+
+    // The second node falls back: the roll stops there and the leader is never touched.
+    let leader = cluster.wait_for_leader(None).await;
+    let mut followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    followers.sort();
+    let mut child = roll(&image("9.9.10"));
+    let order = play_root(
+        &mut cluster,
+        &inboxes,
+        dir.path(),
+        &mut child,
+        Some(followers[1]),
+    )
+    .await;
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(order, followers, "{stderr}");
+    assert!(
+        stderr.contains(&format!("node {}: fellback", followers[1]))
+            && stderr.contains("the roll stops here"),
+        "{stderr}"
+    );
+    let untouched = inboxes[(leader - 1) as usize].result().unwrap().unwrap();
+    assert_eq!(
+        untouched.version.as_deref(),
+        Some("9.9.9"),
+        "the leader got the image"
+    );
+}

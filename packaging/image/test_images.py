@@ -185,6 +185,7 @@ class Vm:
         run("qemu-img", "create", "-q", "-f", "qcow2", "-F", disk_format, "-b", disk, overlay)
         shutil.copy(OVMF_VARS, self.dir / "vars.fd")
         self.socket_path = self.dir / "serial.sock"
+        self.monitor_path = self.dir / "monitor.sock"
         self.log_path = self.dir / "serial.log"
         self.api_port = api_port
         net = "user,id=n0,restrict=on"
@@ -192,7 +193,8 @@ class Vm:
             net += f",hostfwd=tcp:127.0.0.1:{api_port}-:443"
         command = [
             "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "1536",
-            "-smp", "2", "-display", "none", "-monitor", "none", "-nodefaults",
+            "-smp", "2", "-display", "none", "-nodefaults",
+            "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={self.dir / 'vars.fd'}",
             # The image's disk is the only one the firmware boots from.
@@ -256,12 +258,35 @@ class Vm:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.process.poll() is not None:
                     tail = self.output[-3000:]
+                    state = self.cpu_state()
                     raise Failure(f"{self.name}: no {pattern!r} on the console within "
-                                  f"{timeout} s (log: {self.log_path}); last output:\n{tail}")
+                                  f"{timeout} s (log: {self.log_path}); last output:\n{tail}\n"
+                                  f"CPU state when it gave up:\n{state}")
                 self.lock.wait(min(left, 1))
 
     def type(self, text):
         self.serial.sendall(text.encode())
+
+    def cpu_state(self):
+        """What the VM is doing, from QEMU's monitor: where a silent hang is spinning."""
+        if self.process.poll() is not None:
+            return f"QEMU exited with status {self.process.returncode}"
+        try:
+            monitor = socket.socket(socket.AF_UNIX)
+            monitor.settimeout(5)
+            monitor.connect(str(self.monitor_path))
+            replies = []
+            for command in ["info status", "info registers", "x/6i $pc", "info registers",
+                            "x/6i $pc"]:
+                monitor.sendall(command.encode() + b"\n")
+                time.sleep(0.5)
+                replies.append(monitor.recv(65536).decode("utf-8", "replace"))
+            monitor.close()
+        except OSError as e:
+            return f"(the monitor did not answer: {e})"
+        text = "".join(replies)
+        (self.dir / "monitor.txt").write_text(text)
+        return text[-4000:]
 
     def login(self, password):
         since = self.mark()
@@ -320,6 +345,35 @@ class Api:
         connection.close()
         return response.status, data
 
+    def upload(self, path, file):
+        """POSTs a file as the body, as the web UI's upgrade form does."""
+        connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=600,
+                                                 context=self.context)
+        headers = {"Authorization": self.key, "Content-Type": "application/octet-stream",
+                   "Content-Length": str(file.stat().st_size)}
+        with open(file, "rb") as body:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        connection.close()
+        return response.status, data
+
+    def upgrade_result(self, states, timeout=300):
+        """Waits until the last uploaded upgrade reaches one of `states`; returns it."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                status, data = self.request("GET", "/api/v1/appliance/upgrade")
+                check(status == 200, f"GET /api/v1/appliance/upgrade answered {status}: {data!r}")
+                last = json.loads(data).get("last")
+                if last and last["state"] in states:
+                    return last
+            except (OSError, http.client.HTTPException) as e:
+                last = repr(e)
+            time.sleep(2)
+        raise Failure(f"the uploaded upgrade never reached {states}: last {last}")
+
     def wait_ready(self, timeout=BOOT_TIMEOUT):
         deadline = time.monotonic() + timeout
         last = None
@@ -352,7 +406,7 @@ def answers_text(password, key_sha256):
         '[admin]\n'
         f'password = "{password}"\n'
         '[cluster]\nmode = "new"\nnode_id = 1\n'
-        '[[api_keys]]\nname = "test"\nrole = "analyst"\n'
+        '[[api_keys]]\nname = "test"\nrole = "admin"\n'
         f'sha256 = "{key_sha256}"\n'
     )
 
@@ -489,15 +543,21 @@ def test_raw_and_upgrades(args, v1, images, password, key):
             check("written before the upgrade" in api.alert_subjects(),
                   "the alert written before the upgrade is gone")
 
-        with step("upgrade to a release whose health check fails: back on the previous one"):
+        with step("a truncated upgrade uploaded through the API is refused by root"):
+            truncated, words = images["truncated"]
+            status, data = api.upload("/api/v1/appliance/upgrade", truncated)
+            check(status == 202, f"the upload answered {status}: {data[:300]!r}")
+            last = api.upgrade_result({"refused", "rebooting", "failed"})
+            check(last["state"] == "refused" and words in last["message"],
+                  f"the truncated upload was not refused for being {words}: {last}")
+            check(last["uploaded_by"] == "key test", f"the uploader is not recorded: {last}")
+            log(f"  {last['message']}")
+
+        with step("upgrade uploaded through the API, whose health check fails: back on the "
+                  "previous release by itself"):
             since = vm.mark()
-            vm.login(password)
-            vm.shell("mkdir -p /mnt/up && mount -o ro /dev/disk/by-id/virtio-upgrades /mnt/up")
-            status, output = vm.shell(
-                f"pullback upgrade apply --no-reboot /mnt/up/{images['broken'][0].name}",
-                timeout=900)
-            check(status == 0 and "written to slot A" in output, f"apply failed: {output}")
-            vm.type("systemctl reboot\n")
+            status, data = api.upload("/api/v1/appliance/upgrade", images["broken"][0])
+            check(status == 202, f"the upload answered {status}: {data[:300]!r}")
             vm.wait_for(rf"booted slot A, release {re.escape(args.broken_version)} "
                         r"\(data format \d+\), trying it", since=since)
             vm.wait_for(r"is not healthy|did not become healthy", since=since)
@@ -508,6 +568,8 @@ def test_raw_and_upgrades(args, v1, images, password, key):
             api.wait_ready()
             check("written before the upgrade" in api.alert_subjects(),
                   "the alert is gone after the fallback")
+            last = api.upgrade_result({"fellback"}, timeout=60)
+            check(last["version"] == args.broken_version, f"the API reports {last}")
     finally:
         vm.stop()
 

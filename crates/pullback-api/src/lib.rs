@@ -5,6 +5,7 @@
 //! what either may do depends on its role (read-only, analyst, administrator). The web UI's
 //! files, sign-in and the health probes are public.
 
+mod appliance;
 mod auth;
 mod cluster;
 mod directory;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub sign_ins: Arc<SignInThrottle>,
     /// Sign-in with Azure AD, when `[oidc]` is configured.
     pub oidc: Option<Arc<pullback_oidc::OidcClient>>,
+    /// On the appliance, where uploaded upgrade images go (`[node] upgrade_inbox`).
+    pub upgrade_inbox: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -48,7 +51,14 @@ impl AppState {
             keys: Arc::new(keys),
             sign_ins: Arc::default(),
             oidc: None,
+            upgrade_inbox: None,
         }
+    }
+
+    /// Accepts upgrade images through the API, left in `inbox` for root to apply.
+    pub fn with_upgrade_inbox(mut self, inbox: std::path::PathBuf) -> AppState {
+        self.upgrade_inbox = Some(Arc::new(inbox));
+        self
     }
 
     /// Offers sign-in with Azure AD next to local accounts.
@@ -79,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(native::status))
         .merge(cluster::routes())
+        .merge(appliance::routes())
         .merge(consistent)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -14,7 +14,7 @@ import { barChart } from "./charts.js";
 import { incidentList, incidentPage, alertPage } from "./incidents.js";
 import { searchPage } from "./search.js";
 import { sourcesPage, conditionsPage, usersPage } from "./admin.js";
-import { backupsPage, purgesPage, recommendationsBanner, refreshRecommendations } from "./maintenance.js";
+import { backupsPage, purgesPage, recommendationsBanner, refreshRecommendations, upgradeSection } from "./maintenance.js";
 
 const NAV = [
   { route: "/dashboard", label: "Dashboard", test: "nav-dashboard" },
@@ -374,7 +374,7 @@ async function dashboardPage(ctx) {
 // --- Cluster ---------------------------------------------------------------------------------
 
 async function clusterPage(ctx) {
-  const [cluster, status] = await Promise.all([api("GET", "/api/v1/cluster"), api("GET", "/api/v1/status")]);
+  const [cluster, status, upgrade] = await Promise.all([api("GET", "/api/v1/cluster"), api("GET", "/api/v1/status"), upgradeSection(ctx)]);
   if (!ctx.alive()) return;
   replace(
     ctx.main,
@@ -421,6 +421,7 @@ async function clusterPage(ctx) {
         ["Leader work", status.leader_work ? `term ${status.leader_work.term} since ${status.leader_work.started_at}` : "none (not leading)"],
       ]),
     ),
+    upgrade,
   );
 }
 

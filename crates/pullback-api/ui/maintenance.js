@@ -4,7 +4,7 @@
 // Backups and purges run in the background: the pages start them, then ask the API every
 // second how far they got until they end.
 
-import { can, api, h, replace, badge, time, text, table, section, notice, actionButton } from "./dom.js";
+import { session, can, api, h, replace, badge, time, text, table, facts, section, notice, actionButton } from "./dom.js";
 
 // --- Words and small pieces --------------------------------------------------------------------
 
@@ -651,5 +651,122 @@ function runTable(runs) {
         rowAttrs: (r) => ({ dataset: { test: "purge-row", id: r.id, state: r.state } }),
       },
     ),
+  );
+}
+
+// --- Upgrading this node ---------------------------------------------------------------------
+
+/** Sends `file` as the body of a POST, calling `onProgress(percent)` as it goes up. */
+function uploadFile(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", path);
+    request.setRequestHeader("Content-Type", "application/octet-stream");
+    request.setRequestHeader("Accept", "application/json");
+    if (session.current) request.setRequestHeader("X-CSRF-Token", session.current.csrf_token);
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(Math.round((100 * event.loaded) / event.total));
+    });
+    request.addEventListener("load", () => {
+      let data = null;
+      try {
+        data = JSON.parse(request.responseText);
+      } catch {
+        data = null;
+      }
+      if (request.status >= 200 && request.status < 300) resolve(data);
+      else reject(new Error(data?.error ?? `${request.status} ${request.statusText}`));
+    });
+    request.addEventListener("error", () => reject(new Error("the server cannot be reached")));
+    request.send(file);
+  });
+}
+
+/** What an upload's state means, as a badge. */
+const UPGRADE_STATES = {
+  queued: ["queued", "info"],
+  checking: ["checking", "info"],
+  refused: ["refused", "error"],
+  installing: ["installing", "info"],
+  rebooting: ["rebooting into it", "info"],
+  failed: ["failed", "error"],
+  confirmed: ["confirmed", "ok"],
+  fellback: ["fell back", "error"],
+};
+
+/**
+ * The Cluster page's section for administrators of an appliance: the release this node runs,
+ * the last uploaded upgrade and how far it got, and a form to upload a signed IMG. The node
+ * goes down while root writes the other slot and reboots, so the section keeps asking.
+ */
+export async function upgradeSection(ctx) {
+  if (!can("admin")) return null;
+  let status;
+  try {
+    status = await api("GET", "/api/v1/appliance/upgrade");
+  } catch (e) {
+    // Not an appliance: upgrades come from the package manager; nothing to show.
+    if (e.status === 404) return null;
+    return section("Upgrade this node", { id: "upgrade" }, notice("error", `Upgrade status unavailable: ${e.message}`));
+  }
+  const holder = h("div", { id: "upgrade-status" });
+  const show = (s) => {
+    const last = s.last;
+    const [label, kind] = last ? UPGRADE_STATES[last.state] ?? [last.state, "info"] : [];
+    replace(
+      holder,
+      facts([
+        ["Running", s.running ? `${s.running.version} (data format ${s.running.data_format})` : "unknown"],
+        ["Last upload", last ? h("span", {}, badge(label, kind, { dataset: { test: "upgrade-state" } }), " ", last.version ?? "") : "none"],
+        ["Uploaded by", last?.uploaded_by ?? ""],
+        ["At (UTC)", last ? time(new Date(last.at * 1000).toISOString()) : ""],
+      ]),
+      last ? h("p", { class: "wrap", dataset: { test: "upgrade-message" } }, last.message) : null,
+    );
+  };
+  show(status);
+
+  const file = h("input", { type: "file", id: "upgrade-file", accept: ".img" });
+  const bar = h("progress", { class: "bar", max: 100, value: 0, hidden: true, "aria-label": "upload progress" });
+  const messages = h("div", {});
+  const poll = () => {
+    const timer = setInterval(async () => {
+      if (!ctx.alive()) return clearInterval(timer);
+      try {
+        const next = await api("GET", "/api/v1/appliance/upgrade");
+        show(next);
+        if (next.last && !["queued", "checking", "installing"].includes(next.last.state)) clearInterval(timer);
+      } catch {
+        // The node is down while the slot is written and the machine reboots.
+        replace(messages, notice("info", "The node is not answering: it is writing the new release or rebooting."));
+      }
+    }, 2000);
+  };
+  const upload = actionButton("Upload and apply", async () => {
+    const chosen = file.files?.[0];
+    if (!chosen) {
+      replace(messages, notice("error", "Choose an .img file first."));
+      return;
+    }
+    bar.hidden = false;
+    try {
+      const queued = await uploadFile("/api/v1/appliance/upgrade", chosen, (p) => (bar.value = p));
+      show({ ...status, last: queued });
+      replace(messages, notice("ok", "Uploaded. The appliance checks the image, then writes it and reboots this node to try it once."));
+      poll();
+    } catch (e) {
+      replace(messages, notice("error", `Upload refused: ${e.message}`));
+    } finally {
+      bar.hidden = true;
+    }
+  }, { class: "primary", id: "upgrade-upload" });
+  if (status.last && ["queued", "checking", "installing"].includes(status.last.state)) poll();
+  return section(
+    "Upgrade this node",
+    { id: "upgrade" },
+    h("p", { class: "muted" }, "Upload a signed release image (.img). Upgrade one node at a time, and the next only once this one says confirmed."),
+    holder,
+    h("div", { class: "inline-form" }, file, " ", upload, " ", bar),
+    messages,
   );
 }

@@ -337,7 +337,8 @@ impl Answers {
             "# Written by the first-boot wizard of the Pullback appliance. The node reads it at\n\
              # every start (`pullback validate` checks it first); see\n\
              # /usr/share/doc/pullback/configuration.md.\n\n\
-             [node]\nid = {id}\ndata_dir = \"/var/lib/pullback\"\nlisten = \"0.0.0.0:{API_PORT}\"\n",
+             [node]\nid = {id}\ndata_dir = \"/var/lib/pullback\"\nlisten = \"0.0.0.0:{API_PORT}\"\n\
+             upgrade_inbox = \"/data/upgrade-inbox\"\n",
             id = self.cluster.node_id,
         );
         if self.tls.is_some() {

@@ -148,6 +148,17 @@ pub struct VerifiedImg {
     offsets: Vec<(String, u64)>,
 }
 
+/// The manifest an image says it has, unverified: enough to tell which release it claims to
+/// be, for example to skip nodes that already run it. Never a reason to write anything.
+pub fn read_manifest(path: &Path) -> Result<Manifest, ImgError> {
+    let file = File::open(path).map_err(|e| ImgError::read(path, e))?;
+    let mut tar = TarReader::new(BufReader::new(file));
+    let bytes = tar
+        .small_member("manifest.json", MANIFEST_LIMIT)
+        .map_err(|e| ImgError::read(path, e))??;
+    parse_manifest(&bytes)
+}
+
 /// Verifies the image at `path` against `keys` (see the module documentation).
 pub fn verify(path: &Path, keys: &TrustedKeys) -> Result<VerifiedImg, ImgError> {
     verify_with(path, keys, |_| Ok(()))
@@ -468,8 +479,10 @@ fn octal(field: &[u8]) -> Option<u64> {
 }
 
 /// Writes an image, as `packaging/build-image` does; for tests.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Builders of images for tests, here and in other crates (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+#[allow(missing_docs)]
+pub mod testing {
     use super::*;
 
     pub fn header(name: &str, size: u64) -> [u8; BLOCK] {

@@ -75,6 +75,16 @@ impl Layout {
         self.path("/data/appliance/firstboot.done")
     }
 
+    /// Where the node leaves upgrade images uploaded through its API (see [`crate::inbox`]).
+    pub fn upgrade_inbox(&self) -> PathBuf {
+        self.path("/data/upgrade-inbox")
+    }
+
+    /// Where root keeps an uploaded image while it checks and applies it.
+    pub fn taken_upload(&self) -> PathBuf {
+        self.path("/data/appliance/uploaded.img")
+    }
+
     /// Where data snapshots go; on the data partition so that they can share files.
     pub fn snapshots(&self) -> PathBuf {
         self.path("/data/snapshots")

@@ -13,6 +13,7 @@
 //! - [`slots`]: the appliance's slot state on the data partition.
 //! - [`upgrade`]: apply, confirm, roll back, and settle after a failed trial.
 //! - [`snapshot`]: the copy of the node's data taken before an upgrade.
+//! - [`inbox`]: upgrade images uploaded through the API, handed from the node to root.
 //! - [`answers`], [`wizard`], [`settings`], [`userdata`]: first boot and the node's system
 //!   settings.
 //! - [`layout`]: where all of this lives, so tests can point it at a folder.
@@ -22,6 +23,7 @@
 pub mod answers;
 pub mod boot;
 pub mod img;
+pub mod inbox;
 pub mod keys;
 pub mod layout;
 pub mod release;

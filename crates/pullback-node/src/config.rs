@@ -139,6 +139,10 @@ pub struct NodeSection {
     /// cache. The default keeps a node small; more ingests faster (docs/performance.md).
     #[serde(default = "default_store_memory")]
     pub store_memory_mb: usize,
+    /// On the appliance: the folder where an upgrade image uploaded through the API waits for
+    /// root to check and apply it (`/data/upgrade-inbox`). Without it, uploads answer 404.
+    #[serde(default)]
+    pub upgrade_inbox: Option<PathBuf>,
 }
 
 fn default_store_memory() -> usize {

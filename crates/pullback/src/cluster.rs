@@ -58,6 +58,19 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Upgrades every node of an appliance cluster to FILE.img through the API, one node at
+    /// a time, followers first and the leader last; each next node only once the previous one
+    /// confirmed its trial boot and the cluster caught up. Stops at the first node that
+    /// refuses the image or falls back; run it again to go on (upgraded nodes are skipped).
+    Upgrade {
+        #[command(flatten)]
+        api: ApiOptions,
+        /// The signed upgrade image.
+        file: PathBuf,
+        /// How long one node may take from upload to confirmed and caught up.
+        #[arg(long, default_value_t = 1800)]
+        node_timeout_secs: u64,
+    },
     /// Takes a node out of the cluster.
     Remove {
         #[command(flatten)]
@@ -125,6 +138,14 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 print_status(&status);
             }
             Ok(())
+        }
+        ClusterCommand::Upgrade {
+            api,
+            file,
+            node_timeout_secs,
+        } => {
+            let client = ApiClient::new(&api)?;
+            crate::roll::run(&client, &file, Duration::from_secs(node_timeout_secs)).await
         }
         ClusterCommand::Remove { api, id } => {
             let client = ApiClient::new(&api)?;
@@ -397,6 +418,47 @@ impl ApiClient {
         })
     }
 
+    /// The same key and trust, for another node's API.
+    pub(crate) fn at(&self, base: &str) -> ApiClient {
+        ApiClient {
+            base: base.trim_end_matches('/').to_owned(),
+            key: self.key.clone(),
+            client: self.client.clone(),
+        }
+    }
+
+    /// POSTs a file as the body, streamed; large files get time to go up.
+    pub(crate) async fn upload(
+        &self,
+        path: &str,
+        file: &Path,
+    ) -> anyhow::Result<serde_json::Value> {
+        let opened = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let size = opened.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            opened,
+            1 << 20,
+        ));
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .timeout(Duration::from_secs(3600))
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        Self::answer(&self.base, response)
+            .await?
+            .json()
+            .await
+            .map_err(Into::into)
+    }
+
     pub(crate) async fn request(
         &self,
         method: reqwest::Method,
@@ -414,14 +476,18 @@ impl ApiClient {
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
+        Self::answer(&self.base, response).await
+    }
+
+    /// The response if it succeeded; otherwise an error with the server's reason.
+    async fn answer(base: &str, response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         bail!(
-            "{} answered {status}: {}",
-            self.base,
+            "{base} answered {status}: {}",
             body["error"].as_str().unwrap_or("no reason given")
         )
     }

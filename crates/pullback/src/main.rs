@@ -5,6 +5,7 @@ mod backup;
 mod clear;
 mod cluster;
 mod demo;
+mod roll;
 mod server;
 mod upgrade;
 

@@ -104,6 +104,9 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     };
     let node = Node::start(&config, parts).await?;
     let mut state = AppState::new(node.clone(), keys);
+    if let Some(inbox) = &config.node.upgrade_inbox {
+        state = state.with_upgrade_inbox(inbox.clone());
+    }
     if let Some(client) = oidc {
         tracing::info!(cloud = %client.settings().cloud, "sign-in with Azure AD offered");
         state = state.with_oidc(client);

@@ -7,7 +7,8 @@ use crate::appliance::{NODE_CONFIG, announce, appliance_key_path, run_quiet};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use pullback_appliance::Layout;
-use pullback_appliance::upgrade::{Appliance, BootOutcome};
+use pullback_appliance::inbox::{Inbox, InboxResult, InboxState};
+use pullback_appliance::upgrade::{Appliance, BootOutcome, Checked};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -48,6 +49,9 @@ pub enum UpgradeCommand {
     },
     /// Settles the slots at boot, before the node starts (run by pullback-boot-check.service).
     BootCheck,
+    /// Applies an image uploaded through the API, as `apply` does, reporting each step
+    /// where the node reads it (run as root by pullback-upgrade-inbox.path).
+    Inbox,
 }
 
 pub async fn run(command: UpgradeCommand) -> anyhow::Result<()> {
@@ -83,29 +87,122 @@ pub async fn run(command: UpgradeCommand) -> anyhow::Result<()> {
             reboot(no_reboot)
         }
         UpgradeCommand::BootCheck => boot_check(&appliance),
+        UpgradeCommand::Inbox => inbox(&appliance),
     }
 }
 
 fn apply(appliance: &Appliance, file: &std::path::Path, no_reboot: bool) -> anyhow::Result<()> {
     let checked = appliance.check_image(file)?;
-    let version = checked.img.manifest.version.clone();
     println!(
-        "{}: release {version} signed by {}; every check passed",
+        "{}: release {} signed by {}; every check passed",
         file.display(),
+        checked.img.manifest.version,
         checked.img.signed_by
     );
-    println!("stopping the node");
+    install(appliance, &checked, &mut |step| println!("{step}"))?;
+    reboot(no_reboot)
+}
+
+/// Stops the node, writes the checked image to the other slot and arms its trial boot; on
+/// failure starts the node again on the current release.
+fn install(
+    appliance: &Appliance,
+    checked: &Checked,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    progress("stopping the node");
     run_quiet(Command::new("systemctl").args(["stop", "pullback.service"]))?;
-    let installed = appliance.install(&checked, &mut |step| println!("{step}"));
-    if let Err(e) = installed {
+    if let Err(e) = appliance.install(checked, progress) {
         let _ = run_quiet(Command::new("systemctl").args(["start", "pullback.service"]));
         return Err(e).context("the upgrade stopped; the node runs the current release again");
     }
     announce(&format!(
-        "release {version} written to slot {}; the next boot tries it once",
-        checked.target
+        "release {} written to slot {}; the next boot tries it once",
+        checked.img.manifest.version, checked.target
     ));
-    reboot(no_reboot)
+    Ok(())
+}
+
+/// `pullback upgrade inbox`: takes the uploaded image out of the node's reach, then checks,
+/// installs and reboots as `apply` does, writing each step to the inbox's result.
+fn inbox(appliance: &Appliance) -> anyhow::Result<()> {
+    let layout = appliance.layout();
+    let inbox = Inbox::at(layout.upgrade_inbox());
+    // The node wrote who uploaded it when it queued the image.
+    let uploaded_by = inbox.result().ok().flatten().and_then(|r| r.uploaded_by);
+    let report = |state: InboxState, message: String, version: Option<String>| {
+        let result = InboxResult {
+            state,
+            message,
+            version,
+            uploaded_by: uploaded_by.clone(),
+            at: pullback_appliance::slots::now(),
+        };
+        if let Err(e) = inbox.set_result(&result) {
+            tracing::warn!(error = %e, "cannot write the upgrade inbox's result");
+        }
+    };
+    let taken = match inbox.take_request(&layout.taken_upload()) {
+        Ok(Some(taken)) => taken,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let message = format!("the uploaded file was refused, nothing was written: {e}");
+            report(InboxState::Refused, message.clone(), None);
+            bail!(message);
+        }
+    };
+    report(
+        InboxState::Checking,
+        "checking the signature, the hashes and the data format".into(),
+        None,
+    );
+    let checked = match appliance.check_image(&taken) {
+        Ok(checked) => checked,
+        Err(e) => {
+            let _ = std::fs::remove_file(&taken);
+            // The message names the private copy; the uploader knows it as the upload.
+            let message = e
+                .to_string()
+                .replace(&taken.display().to_string(), "the upload");
+            report(InboxState::Refused, message.clone(), None);
+            announce(&format!("uploaded upgrade refused: {message}"));
+            bail!(message);
+        }
+    };
+    let version = checked.img.manifest.version.clone();
+    let by = uploaded_by.as_deref().unwrap_or("the API");
+    announce(&format!(
+        "release {version}, uploaded by {by}: every check passed"
+    ));
+    report(
+        InboxState::Installing,
+        format!(
+            "every check passed; writing release {version} to slot {}",
+            checked.target
+        ),
+        Some(version.clone()),
+    );
+    let installed = install(appliance, &checked, &mut |step| {
+        report(
+            InboxState::Installing,
+            step.to_string(),
+            Some(version.clone()),
+        )
+    });
+    let _ = std::fs::remove_file(&taken);
+    if let Err(e) = installed {
+        report(InboxState::Failed, format!("{e:#}"), Some(version));
+        return Err(e);
+    }
+    report(
+        InboxState::Rebooting,
+        format!(
+            "release {version} written to slot {}; rebooting to try it once",
+            checked.target
+        ),
+        Some(version),
+    );
+    reboot(false)
 }
 
 fn reboot(no_reboot: bool) -> anyhow::Result<()> {
@@ -160,15 +257,19 @@ fn boot_check(appliance: &Appliance) -> anyhow::Result<()> {
             failed,
             back_on,
             restored,
-        } => announce(&format!(
-            "upgrade to {} failed its trial boot; back on slot {back_on}{}",
-            failed.version,
-            if restored {
-                " with the data snapshot put back"
-            } else {
-                ""
-            }
-        )),
+        } => {
+            let message = format!(
+                "upgrade to {} failed its trial boot; back on slot {back_on}{}",
+                failed.version,
+                if restored {
+                    " with the data snapshot put back"
+                } else {
+                    ""
+                }
+            );
+            settle_inbox(appliance, &failed.version, InboxState::FellBack, &message);
+            announce(&message);
+        }
         BootOutcome::Switched { to, restored } => announce(&format!(
             "slot {to} is active again{}",
             if restored {
@@ -209,11 +310,21 @@ async fn mark_good(appliance: &Appliance, wait: bool, timeout: Duration) -> anyh
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let release = appliance.confirm()?;
-    announce(&format!(
+    let message = format!(
         "upgrade to {} confirmed: slot {slot} is healthy and now the active slot",
         release.version
-    ));
+    );
+    settle_inbox(appliance, &release.version, InboxState::Confirmed, &message);
+    announce(&message);
     Ok(())
+}
+
+/// Tells the API how the trial of an uploaded release ended.
+fn settle_inbox(appliance: &Appliance, version: &str, state: InboxState, message: &str) {
+    let inbox = Inbox::at(appliance.layout().upgrade_inbox());
+    if let Err(e) = inbox.settle(version, state, message.to_string()) {
+        tracing::warn!(error = %e, "cannot record the trial's end in the upgrade inbox");
+    }
 }
 
 enum Unhealthy {
