@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use pullback_appliance::Layout;
 use pullback_appliance::inbox::{Inbox, InboxResult, InboxState};
-use pullback_appliance::upgrade::{Appliance, BootOutcome, Checked};
+use pullback_appliance::upgrade::{Appliance, BootOutcome, Checked, UpgradeError};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -160,10 +160,13 @@ fn inbox(appliance: &Appliance) -> anyhow::Result<()> {
         Ok(checked) => checked,
         Err(e) => {
             let _ = std::fs::remove_file(&taken);
-            // The message names the private copy; the uploader knows it as the upload.
-            let message = e
-                .to_string()
-                .replace(&taken.display().to_string(), "the upload");
+            // Not the private copy's path: the uploader knows the file by its own name.
+            let message = match e {
+                UpgradeError::Refused { error, .. } => {
+                    format!("the uploaded image was refused, nothing was written: {error}")
+                }
+                other => other.to_string(),
+            };
             report(InboxState::Refused, message.clone(), None);
             announce(&format!("uploaded upgrade refused: {message}"));
             bail!(message);
