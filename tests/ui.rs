@@ -149,6 +149,20 @@ async fn analysts_restore_and_search_admins_back_up_and_readers_change_nothing()
         tls: None,
     }
     .write();
+    // An appliance node: it takes upgrade images into this inbox.
+    let inbox = dir.path().join("upgrade-inbox");
+    std::fs::create_dir(&inbox).expect("an upgrade inbox");
+    let text = std::fs::read_to_string(&config)
+        .expect("the config")
+        .replacen(
+            &format!("listen = \"{listen}\"\n"),
+            &format!(
+                "listen = \"{listen}\"\nupgrade_inbox = {:?}\n",
+                inbox.display().to_string()
+            ),
+            1,
+        );
+    std::fs::write(&config, text).expect("the config");
     let started = chrono::Utc::now();
     let server = Server::start(&config, listen).await;
     let admin = server.api(ADMIN_KEY);
@@ -634,6 +648,30 @@ async fn analysts_restore_and_search_admins_back_up_and_readers_change_nothing()
         "the purge did not finish:\n{}",
         browser.page_text().await
     );
+
+    // The administrator uploads an upgrade image on the Cluster page; it waits in the inbox
+    // for root, and the page says so.
+    let image = dir.path().join("pullback-next.img");
+    std::fs::write(&image, b"an image root will check").expect("an image");
+    let nav = browser.wait_for_element("[data-test=nav-cluster]").await;
+    browser.click(&nav).await;
+    let file = browser.wait_for_element("#upgrade-file").await;
+    browser
+        .send_keys(&file, image.to_str().expect("a UTF-8 path"))
+        .await;
+    let upload = browser.wait_for_element("#upgrade-upload").await;
+    browser.click(&upload).await;
+    browser
+        .wait_until("the upload to be queued", async || {
+            let state = browser.find("[data-test=upgrade-state]").await?;
+            (browser.text(&state).await == "queued").then_some(())
+        })
+        .await;
+    assert_eq!(
+        std::fs::read(inbox.join("request.img")).expect("the queued image"),
+        b"an image root will check"
+    );
+    screenshot(&browser, "upgrade").await;
 
     // Nothing the pages did ran into the content security policy or threw.
     let broken: Vec<String> = browser

@@ -255,10 +255,9 @@ where
     T: Sync,
     R: Send,
 {
-    let workers = thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, MAX_WORKERS)
-        .min(items.len().max(1));
+    // As many files as MAX_WORKERS whatever the processors: a file read from a cold disk
+    // leaves its worker waiting, and more reads in flight keep the disk busy.
+    let workers = MAX_WORKERS.min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<R, BackupError>>>> =
         Mutex::new(items.iter().map(|_| None).collect());
