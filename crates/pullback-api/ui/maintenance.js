@@ -682,6 +682,9 @@ function uploadFile(path, file, onProgress) {
   });
 }
 
+/** The states in which an upload is still being handled (the API's `InboxState::busy`). */
+const UPGRADE_BUSY = ["queued", "checking", "installing"];
+
 /** What an upload's state means, as a badge. */
 const UPGRADE_STATES = {
   queued: ["queued", "info"],
@@ -735,7 +738,7 @@ export async function upgradeSection(ctx) {
       try {
         const next = await api("GET", "/api/v1/appliance/upgrade");
         show(next);
-        if (next.last && !["queued", "checking", "installing"].includes(next.last.state)) clearInterval(timer);
+        if (next.last && !UPGRADE_BUSY.includes(next.last.state)) clearInterval(timer);
       } catch {
         // The node is down while the slot is written and the machine reboots.
         replace(messages, notice("info", "The node is not answering: it is writing the new release or rebooting."));
@@ -760,7 +763,7 @@ export async function upgradeSection(ctx) {
       bar.hidden = true;
     }
   }, { class: "primary", id: "upgrade-upload" });
-  if (status.last && ["queued", "checking", "installing"].includes(status.last.state)) poll();
+  if (status.last && UPGRADE_BUSY.includes(status.last.state)) poll();
   return section(
     "Upgrade this node",
     { id: "upgrade" },

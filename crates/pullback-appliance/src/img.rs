@@ -478,8 +478,8 @@ fn octal(field: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 8).ok()
 }
 
-/// Writes an image, as `packaging/build-image` does; for tests.
-/// Builders of images for tests, here and in other crates (feature `testing`).
+/// Writes images as `packaging/build-image` does, for tests here and in other crates (feature
+/// `testing`).
 #[cfg(any(test, feature = "testing"))]
 #[allow(missing_docs)]
 pub mod testing {

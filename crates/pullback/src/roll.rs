@@ -78,7 +78,10 @@ pub(crate) async fn run(
         node.upload("/api/v1/appliance/upgrade", file)
             .await
             .with_context(|| {
-                format!("node {}: the upload failed; no node was changed", member.id)
+                format!(
+                    "node {}: the upload failed; this node was not changed",
+                    member.id
+                )
             })?;
         wait_confirmed(&node, member.id, &version, node_timeout).await?;
         wait_settled(client, &node, member.id, node_timeout).await?;
