@@ -9,4 +9,6 @@ if [ -z "${PULLBACK_SHARED_DATA:-}" ]; then
     exit 1
 fi
 cd "$root"
+# The rolling-upgrade test runs the next release's stand-in beside this build.
+"$root/scripts/build-rehearsal.sh"
 cargo test --workspace "$@"

@@ -560,3 +560,31 @@ async fn administrators_upload_upgrade_images_for_root_to_apply() {
         .count();
     assert_eq!(uploads, 2, "{audit}");
 }
+
+/// A lone node reports its release like any member; finalizing an upgrade is for
+/// administrators, and with nothing newer running it changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reports_its_release_and_only_administrators_finalize_upgrades() {
+    let (server, _dir) = start().await;
+    let (status, cluster) = server.api(READER_KEY).get("/api/v1/cluster").await;
+    assert_eq!(status, 200, "{cluster}");
+    assert_eq!(cluster["level"], 1);
+    assert_eq!(cluster["members"][0]["release"]["level"], 1, "{cluster}");
+    assert_eq!(
+        cluster["members"][0]["release"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    for key in [READER_KEY, ANALYST_KEY] {
+        let (status, _) = server
+            .api(key)
+            .send(Method::POST, "/api/v1/cluster/finalize", json!({}))
+            .await;
+        assert_eq!(status, 403, "{key}");
+    }
+    let (status, body) = server
+        .api(ADMIN_KEY)
+        .send(Method::POST, "/api/v1/cluster/finalize", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "level": 1, "raised": false }));
+}

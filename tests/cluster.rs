@@ -656,9 +656,10 @@ async fn a_lone_survivor_starts_a_new_cluster_with_its_data() {
 /// `pullback cluster upgrade` rolls an IMG over an appliance cluster through the API: one
 /// node at a time, followers first and the leader last, each next one only after the last
 /// one confirmed, and it stops at the first node that falls back. The test plays root on
-/// every node: it takes the uploaded image from the node's inbox, "reboots" the node (stops
-/// and starts it) and writes the trial's outcome, as `pullback upgrade inbox` and the boot
-/// checks do on the appliance.
+/// every node: it takes the uploaded image from the node's inbox, "reboots" the node into the
+/// next release (starts the build one command level ahead on its data) and writes the
+/// trial's outcome, as `pullback upgrade inbox` and the boot checks do on the appliance. After
+/// the last node the roll finalizes the upgrade.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
     use pullback_appliance::inbox::{Inbox, InboxResult, InboxState};
@@ -736,6 +737,7 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
         dir: &std::path::Path,
         child: &mut tokio::process::Child,
         falls_back: Option<u64>,
+        release: &std::path::Path,
     ) -> Vec<u64> {
         let mut order = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
@@ -760,8 +762,7 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
                 inbox
                     .set_result(&result(InboxState::Rebooting, "written; rebooting"))
                     .unwrap();
-                cluster.stop(id);
-                cluster.start_node(id).await;
+                cluster.replace_binary(id, release).await;
                 let (state, message) = if falls_back == Some(id) {
                     (
                         InboxState::FellBack,
@@ -779,8 +780,10 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
         order
     }
 
+    // The image "installs" the next release's stand-in, one command level ahead.
+    let next = support::rehearsal_binary();
     let mut child = roll(&image("9.9.9"));
-    let order = play_root(&mut cluster, &inboxes, dir.path(), &mut child, None).await;
+    let order = play_root(&mut cluster, &inboxes, dir.path(), &mut child, None, &next).await;
     let output = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -795,6 +798,10 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
         "{stdout}"
     );
     assert!(stdout.contains("every node runs 9.9.9"), "{stdout}");
+    assert!(
+        stdout.contains("the cluster now runs at command level 2"),
+        "{stdout}"
+    );
     for inbox in &inboxes {
         let result = inbox.result().unwrap().unwrap();
         assert_eq!(result.state, InboxState::Confirmed);
@@ -812,6 +819,7 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
         dir.path(),
         &mut child,
         Some(followers[1]),
+        &next,
     )
     .await;
     let output = child.wait_with_output().await.unwrap();
@@ -829,4 +837,149 @@ async fn a_rolling_upgrade_goes_node_by_node_and_stops_at_a_fallback() {
         Some("9.9.9"),
         "the leader got the image"
     );
+}
+
+/// Proposes, through node `via`, the command only the next release knows.
+async fn rehearse(cluster: &TestCluster, via: u64, text: &str) -> (u16, serde_json::Value) {
+    let body = json!({ "text": text });
+    cluster
+        .api(via)
+        .send(reqwest::Method::POST, "/api/v1/cluster/rehearsal", body)
+        .await
+}
+
+async fn finalize(cluster: &TestCluster, via: u64) -> (u16, serde_json::Value) {
+    cluster
+        .api(via)
+        .send(reqwest::Method::POST, "/api/v1/cluster/finalize", json!({}))
+        .await
+}
+
+/// A rolling upgrade between adjacent releases: a node of the next release (a build one
+/// command level ahead, with a command this build does not know) leads nodes of this one. The
+/// old nodes keep replicating, because the new command is refused until every node runs the
+/// new release and the upgrade is finalized; after that, this release no longer starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_adjacent_releases_share_a_cluster_until_the_upgrade_is_finalized() {
+    let next = support::rehearsal_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = cluster_without_mail(dir.path(), 3, false, 1000).await;
+    let levels = |members: Vec<serde_json::Value>| -> Vec<Option<u64>> {
+        (1..=3u64)
+            .map(|id| {
+                let member = members.iter().find(|m| m["id"] == id)?;
+                member["release"]["level"].as_u64()
+            })
+            .collect()
+    };
+
+    // Node 1 runs the next release and leads the two others.
+    cluster.replace_binary(1, &next).await;
+    let mut leader = 0;
+    for _ in 0..12 {
+        // A node that restarted may still call an election: only a leader that lasts counts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        leader = cluster.wait_for_leader(None).await;
+        if leader == 1 {
+            break;
+        }
+        cluster.stop(leader);
+        cluster.wait_for_leader(Some(leader)).await;
+        cluster.start_node(leader).await;
+    }
+    assert_eq!(leader, 1, "node 1 never led:\n{}", cluster.logs());
+    let reported = wait_for(Duration::from_secs(30), || async {
+        levels(cluster.members().await) == [Some(2), Some(1), Some(1)]
+    })
+    .await;
+    assert!(
+        reported,
+        "releases: {:?}\n{}",
+        cluster.members().await,
+        cluster.logs()
+    );
+
+    // Writes through the new leader and through an old follower reach every node.
+    push_alerts(&cluster, 1, "leader", 20, 5).await;
+    push_alerts(&cluster, 3, "follower", 20, 5).await;
+    assert!(cluster.wait_converged().await, "{}", cluster.logs());
+
+    // The next release's command waits for the upgrade to end.
+    let (status, body) = rehearse(&cluster, 1, "too early").await;
+    assert_eq!(status, 409, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("needs command level 2, and the cluster runs at level 1"),
+        "{error}"
+    );
+    let (status, body) = finalize(&cluster, 1).await;
+    assert_eq!(status, 409, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the upgrade is not finished"), "{error}");
+    for old in [2, 3] {
+        assert!(
+            error.contains(&format!("node {old} runs ")),
+            "{old}: {error}"
+        );
+    }
+    assert!(!error.contains("node 1 runs"), "{error}");
+    assert!(cluster.wait_converged().await, "{}", cluster.logs());
+
+    // Every node upgraded: finalizing raises the level once, and the command is accepted.
+    cluster.replace_binary(2, &next).await;
+    cluster.replace_binary(3, &next).await;
+    let reported = wait_for(Duration::from_secs(30), || async {
+        levels(cluster.members().await) == [Some(2); 3]
+    })
+    .await;
+    assert!(reported, "{:?}", cluster.members().await);
+    let (status, body) = finalize(&cluster, 2).await;
+    assert_eq!(
+        (status, &body["level"], &body["raised"]),
+        (200, &json!(2), &json!(true))
+    );
+    let (status, body) = finalize(&cluster, 3).await;
+    assert_eq!(
+        (status, &body["level"], &body["raised"]),
+        (200, &json!(2), &json!(false))
+    );
+    let (status, body) = rehearse(&cluster, 3, "after the upgrade").await;
+    assert_eq!(status, 204, "{body}");
+    assert!(cluster.wait_converged().await, "{}", cluster.logs());
+    for id in 1..=3 {
+        let (_, page) = cluster.api(id).get("/api/v1/audit").await;
+        let actions: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        assert!(actions.contains(&"rehearsal"), "node {id}: {actions:?}");
+        assert!(
+            actions.contains(&"set_cluster_level"),
+            "node {id}: {actions:?}"
+        );
+    }
+
+    let expected = Expected {
+        alerts: [
+            expected_pushed("leader", 20),
+            expected_pushed("follower", 20),
+        ]
+        .concat(),
+        quarantined: Vec::new(),
+    };
+    assert_history(&mut cluster, &expected, None).await;
+
+    // This release no longer starts on the cluster's data, and says why.
+    let node = cluster.node(2);
+    let mut old = support::Server::spawn(&node.config, node.api_base.clone());
+    let exited = wait_for(Duration::from_secs(30), || {
+        let exited = matches!(old.child.try_wait(), Ok(Some(_)));
+        async move { exited }
+    })
+    .await;
+    let log = std::fs::read_to_string(&old.log).unwrap_or_default();
+    assert!(exited, "the old release kept running:\n{log}");
+    assert!(log.contains("finalized at level 2"), "{log}");
 }

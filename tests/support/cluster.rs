@@ -30,6 +30,8 @@ pub struct ClusterNode {
     pub data_dir: PathBuf,
     pub api_base: String,
     pub server: Option<Server>,
+    /// The `pullback` this node runs: this build unless a test upgraded it.
+    pub binary: PathBuf,
     listen: SocketAddr,
     proxy: Option<FaultProxy>,
 }
@@ -75,6 +77,7 @@ impl TestCluster {
                 data_dir,
                 api_base: format!("https://{listen}"),
                 server: None,
+                binary: PathBuf::from(env!("CARGO_BIN_EXE_pullback")),
                 listen,
                 proxy,
             });
@@ -150,26 +153,39 @@ impl TestCluster {
 
     /// Starts (or restarts) node `id` and waits until it knows a leader.
     pub async fn start_node(&mut self, id: u64) {
-        let (config, base, client) = {
+        let (binary, config, base, client) = {
             let node = self.node(id);
             (
+                node.binary.clone(),
                 node.config.clone(),
                 node.api_base.clone(),
                 self.client.clone(),
             )
         };
-        let server = Server::start_with(&config, base, client).await;
+        let server = Server::start_binary(&binary, &config, base, client).await;
         self.node_mut(id).server = Some(server);
     }
 
     /// Starts node `id` without waiting: a node restarting alone is not ready until a
     /// majority is back.
     pub fn launch(&mut self, id: u64) {
-        let (config, base) = {
+        let (binary, config, base) = {
             let node = self.node(id);
-            (node.config.clone(), node.api_base.clone())
+            (
+                node.binary.clone(),
+                node.config.clone(),
+                node.api_base.clone(),
+            )
         };
-        self.node_mut(id).server = Some(Server::spawn(&config, base));
+        self.node_mut(id).server = Some(Server::spawn_binary(&binary, &config, base));
+    }
+
+    /// Stops node `id`, and starts `binary` on its data in its place: an upgrade, or a
+    /// downgrade.
+    pub async fn replace_binary(&mut self, id: u64, binary: &Path) {
+        self.stop(id);
+        self.node_mut(id).binary = binary.to_path_buf();
+        self.start_node(id).await;
     }
 
     /// SIGKILLs node `id`.

@@ -214,6 +214,25 @@ timeout_secs = 10
 }
 
 /// A running `pullback server`; killed when dropped.
+/// A `pullback` built one command level ahead of this one, with the command only such a
+/// build knows: the next release, for tests of rolling upgrades. `scripts/test.sh` builds it
+/// (`scripts/build-rehearsal.sh`).
+pub fn rehearsal_binary() -> PathBuf {
+    let ours = Path::new(env!("CARGO_BIN_EXE_pullback"));
+    let target = ours
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary is in <target>/<profile>");
+    let binary = target.join("rehearsal/pullback");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run scripts/build-rehearsal.sh (scripts/test.sh does) to build the next \
+         release's stand-in",
+        binary.display()
+    );
+    binary
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -227,9 +246,14 @@ impl Server {
 
     /// Starts the server without waiting for it.
     pub fn spawn(config: &Path, base: String) -> Server {
+        Server::spawn_binary(Path::new(env!("CARGO_BIN_EXE_pullback")), config, base)
+    }
+
+    /// Starts `binary` (a `pullback` of another build) as the server, without waiting.
+    pub fn spawn_binary(binary: &Path, config: &Path, base: String) -> Server {
         let log = config.with_file_name(format!("server-{}.log", Utc::now().timestamp_micros()));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pullback"))
+        let child = Command::new(binary)
             .args(["server", "--config"])
             .arg(config)
             .env("PULLBACK_TEST_TAP_SECRET", TAP_SECRET)
@@ -243,7 +267,18 @@ impl Server {
 
     /// Starts the server and waits for readiness at `base` through `client`.
     pub async fn start_with(config: &Path, base: String, client: reqwest::Client) -> Server {
-        let server = Server::spawn(config, base);
+        let binary = Path::new(env!("CARGO_BIN_EXE_pullback"));
+        Server::start_binary(binary, config, base, client).await
+    }
+
+    /// As [`Server::start_with`], running `binary`.
+    pub async fn start_binary(
+        binary: &Path,
+        config: &Path,
+        base: String,
+        client: reqwest::Client,
+    ) -> Server {
+        let server = Server::spawn_binary(binary, config, base);
         let ready = wait_for(Duration::from_secs(30), || {
             let url = format!("{}/health/ready", server.base);
             let client = client.clone();

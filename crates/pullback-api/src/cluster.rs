@@ -18,10 +18,14 @@ const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Routes that need an API key.
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/cluster", get(status))
         .route("/api/v1/cluster/join-tokens", post(create_token))
         .route("/api/v1/cluster/members/{id}", delete(remove))
+        .route("/api/v1/cluster/finalize", post(finalize));
+    #[cfg(feature = "rehearse-next-level")]
+    let router = router.route("/api/v1/cluster/rehearsal", post(rehearse));
+    router
 }
 
 /// Routes a joining node calls without an API key: the CA certificate is public, and the
@@ -89,6 +93,60 @@ async fn remove(
         detail: format!("node {id}"),
     };
     crate::native::commit(&state, &caller, note).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct FinalizeAnswer {
+    /// The cluster's command level after the call.
+    level: u32,
+    /// Whether this call raised it.
+    raised: bool,
+}
+
+/// Ends an upgrade of every node: raises the cluster's command level to what all members'
+/// releases apply, so the commands the new release added may be used. Until then a roll can
+/// still go back to the previous release; afterwards that release no longer starts.
+async fn finalize(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<FinalizeAnswer>> {
+    caller.require(Role::Admin)?;
+    state.node.read_barrier().await?;
+    let status = state.node.cluster_status().await;
+    let target = status
+        .common_level()
+        .map_err(|why| ApiError::new(StatusCode::CONFLICT, why))?;
+    if target <= status.level {
+        return Ok(Json(FinalizeAnswer {
+            level: status.level,
+            raised: false,
+        }));
+    }
+    crate::native::commit(&state, &caller, Command::SetClusterLevel { level: target }).await?;
+    tracing::info!(caller = %caller.name, level = target, "command level raised");
+    Ok(Json(FinalizeAnswer {
+        level: target,
+        raised: true,
+    }))
+}
+
+#[cfg(feature = "rehearse-next-level")]
+#[derive(Deserialize)]
+struct RehearsalRequest {
+    text: String,
+}
+
+/// Proposes the command only a build one level ahead knows (see `rehearse-next-level`).
+#[cfg(feature = "rehearse-next-level")]
+async fn rehearse(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<RehearsalRequest>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let command = Command::Rehearsal { text: request.text };
+    crate::native::commit(&state, &caller, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -388,9 +388,11 @@ async function clusterPage(ctx) {
         ["Term", cluster.term],
         ["Last log index", cluster.last_log_index],
         ["Applied", cluster.applied],
+        ["Command level", cluster.level],
         ["Answered by", `node ${cluster.answered_by}`],
       ]),
     ),
+    finalizeSection(cluster),
     section(
       "Members",
       {},
@@ -402,6 +404,7 @@ async function clusterPage(ctx) {
           { title: "API address", cell: (m) => m.api },
           { title: "Matched index", cell: (m) => text(m.matched), class: "num" },
           { title: "Lag", cell: (m) => text(m.lag), class: "num" },
+          { title: "Release (level)", cell: (m) => (m.release ? `${m.release.version} (${m.release.level})` : "not reported") },
         ],
         cluster.members,
         { id: "cluster-members" },
@@ -422,6 +425,35 @@ async function clusterPage(ctx) {
       ]),
     ),
     upgrade,
+  );
+}
+
+// After every node runs a newer release, an administrator raises the cluster's command level
+// so that the commands new in it may be used. Shown only when that is possible.
+function finalizeSection(cluster) {
+  if (!can("admin") || !cluster.members.every((m) => m.release)) return null;
+  const levels = new Set(cluster.members.map((m) => m.release.level));
+  const [common] = levels;
+  if (levels.size !== 1 || !(common > cluster.level)) return null;
+  const messages = h("div", {});
+  const button = actionButton("Finalize the upgrade", async () => {
+    try {
+      const answer = await api("POST", "/api/v1/cluster/finalize");
+      replace(messages, notice("ok", `The cluster now runs at command level ${answer.level}.`));
+      button.hidden = true;
+    } catch (e) {
+      replace(messages, notice("error", `Not finalized: ${e.message}`));
+    }
+  }, { class: "primary", id: "finalize-upgrade" });
+  return section(
+    "Finish the upgrade",
+    { id: "finalize" },
+    h("p", { class: "wrap" },
+      `Every node runs a release of command level ${common}; the cluster still runs at level ${cluster.level}, `
+      + "so what the new release added stays off and a node may still go back to the previous release. "
+      + "Finalizing turns it on; the previous release then no longer starts on this cluster."),
+    button,
+    messages,
   );
 }
 

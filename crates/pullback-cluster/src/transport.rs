@@ -7,6 +7,7 @@
 use crate::pki::NodeIdentity;
 use crate::tls::{self, PeerIdentity, TlsError, TlsListener};
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -92,14 +93,29 @@ fn check_caller(
 async fn append(
     State(raft): State<Raft>,
     ConnectInfo(peer): ConnectInfo<PeerIdentity>,
-    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+    rpc: Result<Json<AppendEntriesRequest<TypeConfig>>, JsonRejection>,
 ) -> Answer<AppendEntriesResponse<NodeId>> {
+    let Json(rpc) = rpc.map_err(unreadable_entries)?;
     check_caller(
         &raft,
         peer,
         rpc.vote.leader_id().voted_for().unwrap_or_default(),
     )?;
     Ok(Json(raft.append_entries(rpc).await))
+}
+
+/// Entries this build cannot read come from a newer release whose leader proposed a command
+/// above this node's level, which the cluster's command level should have prevented. Nothing
+/// is applied; the node lags until it runs that release.
+fn unreadable_entries(rejection: JsonRejection) -> (StatusCode, String) {
+    let why = format!(
+        "entries from the leader cannot be read by this release (command level {}): {}; \
+         this node needs the leader's release",
+        pullback_domain::COMMAND_LEVEL,
+        rejection.body_text()
+    );
+    tracing::error!("{why}");
+    (StatusCode::UNPROCESSABLE_ENTITY, why)
 }
 
 async fn vote(

@@ -7,6 +7,23 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The command level of a cluster that never raised it, and of every command the first
+/// release with levels knew.
+pub const BASE_LEVEL: u32 = 1;
+
+/// The newest command level this build reads and applies.
+///
+/// Nodes of two adjacent releases share one log during a rolling upgrade, and an old node
+/// cannot read a command its release does not know: it would stop replicating. So a change
+/// to what a command carries or to how it applies gets the next level, and [`Command::level`]
+/// returns it for the entries that use the change. The leader proposes such an entry only
+/// once the cluster's level (see [`Command::SetClusterLevel`]) reached it, which happens when
+/// every member runs a release of that level and an administrator finalized the upgrade.
+#[cfg(not(feature = "rehearse-next-level"))]
+pub const COMMAND_LEVEL: u32 = BASE_LEVEL;
+#[cfg(feature = "rehearse-next-level")]
+pub const COMMAND_LEVEL: u32 = BASE_LEVEL + 1;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
@@ -205,6 +222,27 @@ pub enum Command {
         at: Timestamp,
         command: Box<Command>,
     },
+    /// A node says which release it runs and the newest command level it applies. Each node
+    /// sends this itself when it starts, so the cluster knows when every member can apply a
+    /// newer command.
+    ReportRelease {
+        node_id: u64,
+        level: u32,
+        version: String,
+    },
+    /// Raises the cluster's command level to `level`: commands of that level may be proposed
+    /// from then on. Refused unless every member reported a release that applies it, and
+    /// never lowers the level.
+    SetClusterLevel {
+        level: u32,
+    },
+    /// A command that only a build with the `rehearse-next-level` feature knows, at a level
+    /// above this release's: it stands for the first command a future release adds, so that
+    /// tests can run two adjacent releases in one cluster.
+    #[cfg(feature = "rehearse-next-level")]
+    Rehearsal {
+        text: String,
+    },
     /// Several commands in one log entry, applied in order; each gets its own response in
     /// [`CommandResponse::batch`] and a refusal of one does not undo the others. Concurrent
     /// proposals are grouped this way so that one disk sync commits many of them.
@@ -264,8 +302,28 @@ impl Command {
             Command::DeleteUser { .. } => "delete_user",
             Command::StartSession { .. } => "sign_in",
             Command::EndSession { .. } => "sign_out",
+            Command::ReportRelease { .. } => "report_release",
+            Command::SetClusterLevel { .. } => "set_cluster_level",
+            #[cfg(feature = "rehearse-next-level")]
+            Command::Rehearsal { .. } => "rehearsal",
             Command::Audited { command, .. } => command.name(),
             Command::Batch { .. } => "batch",
+        }
+    }
+
+    /// The lowest command level a node must apply to read and apply this entry as its
+    /// proposer meant it. See [`COMMAND_LEVEL`].
+    pub fn level(&self) -> u32 {
+        match self {
+            #[cfg(feature = "rehearse-next-level")]
+            Command::Rehearsal { .. } => BASE_LEVEL + 1,
+            Command::Audited { command, .. } => command.level(),
+            Command::Batch { commands } => commands
+                .iter()
+                .map(Command::level)
+                .max()
+                .unwrap_or(BASE_LEVEL),
+            _ => BASE_LEVEL,
         }
     }
 
@@ -402,6 +460,14 @@ impl Command {
                 None => format!("user {}", session.user),
             },
             Command::EndSession { .. } => "session".to_owned(),
+            Command::ReportRelease {
+                node_id,
+                level,
+                version,
+            } => format!("node {node_id} runs {version} (command level {level})"),
+            Command::SetClusterLevel { level } => format!("command level {level}"),
+            #[cfg(feature = "rehearse-next-level")]
+            Command::Rehearsal { text } => text.clone(),
             Command::Audited { command, .. } => command.describe(),
             Command::Batch { commands } => format!("{} commands", commands.len()),
         }

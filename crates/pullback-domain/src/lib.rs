@@ -18,7 +18,7 @@ pub mod versioned;
 
 pub use access::{AuditEntry, ExternalSignIn, Role, Session, User, valid_user_name};
 pub use alert::{Alert, AlertDraft, AlertKind, Threat, ThreatKind, hostname_of, normalise_address};
-pub use command::{Command, CommandResponse, Removed, Secret};
+pub use command::{BASE_LEVEL, COMMAND_LEVEL, Command, CommandResponse, Removed, Secret};
 pub use directory::{
     DirectoryAction, DirectoryKind, DirectoryLookup, DirectoryRecord, DirectoryRun, NoDirectory,
 };

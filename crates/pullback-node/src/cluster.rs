@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use openraft::ChangeMembers;
 use pullback_cluster::{ClusterCa, NodeIdentity, PeerIdentity};
 use pullback_domain::{Command, CommandResponse};
-use pullback_store::{Member, NodeId};
+use pullback_store::{Member, NodeId, NodeRelease};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -40,7 +40,14 @@ pub struct ClusterStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub applied: Option<u64>,
+    /// The cluster's command level: commands up to it may be proposed.
+    #[serde(default = "base_level")]
+    pub level: u32,
     pub members: Vec<MemberStatus>,
+}
+
+fn base_level() -> u32 {
+    pullback_domain::BASE_LEVEL
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,6 +61,44 @@ pub struct MemberStatus {
     pub matched: Option<u64>,
     /// How many entries it is behind the leader's log.
     pub lag: Option<u64>,
+    /// The release it last reported, with the newest command level it applies.
+    #[serde(default)]
+    pub release: Option<NodeRelease>,
+}
+
+impl ClusterStatus {
+    /// The command level every member's release applies, which an upgrade raises the cluster
+    /// to once it is finished; or which members hold it back: those that have not reported a
+    /// release, and those that run an older one than the others.
+    pub fn common_level(&self) -> Result<u32, String> {
+        let silent: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.release.is_none())
+            .map(|m| format!("node {}", m.id))
+            .collect();
+        if !silent.is_empty() {
+            return Err(format!("no release reported yet by {}", silent.join(", ")));
+        }
+        let releases = self
+            .members
+            .iter()
+            .filter_map(|m| Some((m.id, m.release.as_ref()?)));
+        let newest = releases.clone().map(|(_, r)| r.level).max();
+        let behind: Vec<String> = releases
+            .filter(|(_, r)| Some(r.level) < newest)
+            .map(|(id, r)| format!("node {id} runs {} (level {})", r.version, r.level))
+            .collect();
+        match newest {
+            Some(newest) if behind.is_empty() => Ok(newest),
+            Some(newest) => Err(format!(
+                "the upgrade is not finished: {}; upgrade them to a release of command level \
+                 {newest} first",
+                behind.join(", ")
+            )),
+            None => Ok(self.level),
+        }
+    }
 }
 
 /// What a joining node sends with its token.
@@ -415,6 +460,10 @@ impl Node {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let last = m.last_log_index;
         let replication = m.replication.clone();
+        let releases = self.reader.releases().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the members' releases cannot be read");
+            Default::default()
+        });
         let members = membership
             .nodes()
             .map(|(id, member)| {
@@ -437,6 +486,7 @@ impl Node {
                     api: member.api.clone(),
                     matched,
                     lag: matched.map(|matched| last.unwrap_or(0).saturating_sub(matched)),
+                    release: releases.get(id).cloned(),
                 }
             })
             .collect();
@@ -447,6 +497,10 @@ impl Node {
             term: m.current_term,
             last_log_index: last,
             applied: m.last_applied.map(|l| l.index),
+            level: self
+                .reader
+                .cluster_level()
+                .unwrap_or(pullback_domain::BASE_LEVEL),
             members,
         }
     }
@@ -714,6 +768,56 @@ pub(crate) fn raft_error<E: std::fmt::Display>(e: E) -> ProposeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_common_level_waits_for_every_member_to_run_the_newest_release() {
+        let member = |id: NodeId, level: Option<u32>| MemberStatus {
+            id,
+            role: "voter".into(),
+            raft: String::new(),
+            api: String::new(),
+            matched: None,
+            lag: None,
+            release: level.map(|level| NodeRelease {
+                level,
+                version: "v".into(),
+            }),
+        };
+        let status = |members| ClusterStatus {
+            answered_by: 1,
+            from_leader: true,
+            leader: Some(1),
+            term: 1,
+            last_log_index: None,
+            applied: None,
+            level: 1,
+            members,
+        };
+        let done = status(vec![
+            member(1, Some(2)),
+            member(2, Some(2)),
+            member(3, Some(2)),
+        ]);
+        assert_eq!(done.common_level(), Ok(2));
+        let mixed = status(vec![
+            member(1, Some(3)),
+            member(2, Some(2)),
+            member(3, Some(3)),
+        ]);
+        assert_eq!(
+            mixed.common_level(),
+            Err(
+                "the upgrade is not finished: node 2 runs v (level 2); upgrade them to a \
+                 release of command level 3 first"
+                    .into()
+            )
+        );
+        let silent = status(vec![member(1, Some(2)), member(2, None), member(3, None)]);
+        assert_eq!(
+            silent.common_level(),
+            Err("no release reported yet by node 2, node 3".into())
+        );
+    }
 
     #[test]
     fn certificate_names_are_addresses_or_plain_dns_names() {

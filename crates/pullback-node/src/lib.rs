@@ -27,7 +27,7 @@ pub use metrics::Metrics;
 
 use openraft::ServerState;
 use pullback_cluster::{NodeIdentity, PeerNetwork};
-use pullback_domain::{Command, CommandResponse, Timestamp};
+use pullback_domain::{BASE_LEVEL, COMMAND_LEVEL, Command, CommandResponse, Timestamp};
 use pullback_store::{Member, Raft, Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -165,6 +165,16 @@ impl Node {
             megabytes: config.node.store_memory_mb,
         };
         let (log_store, state_machine, reader) = pullback_store::open_with(&store_dir, memory)?;
+        let level = reader.cluster_level()?;
+        if level > COMMAND_LEVEL {
+            anyhow::bail!(
+                "this release of pullback ({}) applies commands up to level {COMMAND_LEVEL}, but \
+                 the cluster in {} was finalized at level {level} by a newer release: run that \
+                 release or a later one on this node",
+                env!("CARGO_PKG_VERSION"),
+                store_dir.display()
+            );
+        }
 
         let (network, identity, peers) = match &config.cluster {
             None => (network::Network::Alone, None, None),
@@ -377,6 +387,11 @@ impl Node {
     /// [`ProposeError::Unavailable`] when no leader with a majority answers in time.
     pub async fn propose(&self, command: Command) -> Result<CommandResponse, ProposeError> {
         let name = command.name();
+        if let Err(e) = self.check_level(&command) {
+            let result = Err(e);
+            self.count(name, &result);
+            return result;
+        }
         let result =
             match tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_anywhere(command)).await {
                 Ok(result) => result,
@@ -435,6 +450,7 @@ impl Node {
         &self,
         command: Command,
     ) -> Result<CommandResponse, ProposeError> {
+        self.check_level(&command)?;
         let (reply, answer) = oneshot::channel();
         self.group
             .send(Pending { command, reply })
@@ -447,6 +463,29 @@ impl Node {
             self.work.notify_waiters();
         }
         Ok(response)
+    }
+
+    /// Refuses a command above the cluster's command level before it reaches the log, where
+    /// members of an older release could not read it (see [`COMMAND_LEVEL`]). A follower
+    /// checks too, so that its other forwarded commands do not fail with it at an older
+    /// leader.
+    fn check_level(&self, command: &Command) -> Result<(), ProposeError> {
+        let level = command.level();
+        if level <= BASE_LEVEL {
+            return Ok(());
+        }
+        let cluster = self.reader.cluster_level().map_err(|e| {
+            ProposeError::Unavailable(format!("reading the cluster's command level: {e}"))
+        })?;
+        if level <= cluster {
+            return Ok(());
+        }
+        Err(ProposeError::Refused(format!(
+            "{} needs command level {level}, and the cluster runs at level {cluster}: upgrade \
+             every node to a release of level {level} or later, then finalize the upgrade \
+             (`pullback cluster finalize`)",
+            command.name()
+        )))
     }
 
     fn count(&self, name: &str, result: &Result<CommandResponse, ProposeError>) {
@@ -713,13 +752,16 @@ async fn settle(node: Arc<Node>, what: &'static str, commands: Vec<Command>) {
 /// The commands that store the configuration file's match conditions and the sources it
 /// defines for the replicated state.
 fn config_commands(config: &Config) -> anyhow::Result<Vec<Command>> {
-    let mut commands: Vec<Command> = config
-        .match_conditions
-        .iter()
-        .map(|condition| Command::PutMatchCondition {
-            condition: condition.clone(),
-        })
-        .collect();
+    // The release first: the cluster learns what this node can apply as soon as it can.
+    let mut commands = vec![this_release(config.node.id)];
+    commands.extend(
+        config
+            .match_conditions
+            .iter()
+            .map(|condition| Command::PutMatchCondition {
+                condition: condition.clone(),
+            }),
+    );
     for source in &config.sources {
         if let Some(source) = source.definition().map_err(anyhow::Error::msg)? {
             commands.push(Command::PutSource { source });
@@ -741,6 +783,15 @@ fn config_commands(config: &Config) -> anyhow::Result<Vec<Command>> {
     Ok(commands)
 }
 
+/// What node `id` reports about itself: this build's version and command level.
+fn this_release(node_id: u64) -> Command {
+    Command::ReportRelease {
+        node_id,
+        level: COMMAND_LEVEL,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
 /// Whether `command` would change nothing, as far as the current state says.
 async fn in_effect(node: &Node, command: &Command) -> bool {
     if node.read_barrier().await.is_err() {
@@ -760,6 +811,15 @@ async fn in_effect(node: &Node, command: &Command) -> bool {
             stored.is_some_and(|s| {
                 s.role == user.role && s.password_hash == user.password_hash && !s.disabled
             })
+        }),
+        Command::ReportRelease {
+            node_id,
+            level,
+            version,
+        } => node.reader.releases().is_ok_and(|releases| {
+            releases
+                .get(node_id)
+                .is_some_and(|r| r.level == *level && &r.version == version)
         }),
         Command::SetClusterCa { cert_pem, .. } => node
             .reader

@@ -5,9 +5,9 @@
 
 use crate::db::{Cf, Db, StoreError, decode, encode, keys};
 use pullback_domain::{
-    Alert, AlertDraft, Checkpoint, Command, CommandResponse, Comment, Incident, IncidentState,
-    JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult, RecipientStatus,
-    RejectedEvent, Removal, Secret, Timestamp,
+    Alert, AlertDraft, BASE_LEVEL, Checkpoint, Command, CommandResponse, Comment, Incident,
+    IncidentState, JobAction, MatchCondition, QuarantineJob, RecipientOutcome, RecipientResult,
+    RecipientStatus, RejectedEvent, Removal, Secret, Timestamp,
 };
 use rocksdb::WriteBatch;
 use serde::{Serialize, de::DeserializeOwned};
@@ -117,6 +117,17 @@ pub(crate) fn apply(
     command: &Command,
     term: u64,
 ) -> Result<CommandResponse, StoreError> {
+    let level = command.level();
+    let wrapper = matches!(command, Command::Audited { .. } | Command::Batch { .. });
+    if !wrapper && level > BASE_LEVEL {
+        let cluster = cluster_level(tx)?;
+        if level > cluster {
+            return Ok(CommandResponse::refused(format!(
+                "{} needs command level {level} and the cluster runs at {cluster}",
+                command.name()
+            )));
+        }
+    }
     match command {
         Command::IngestAlerts {
             source,
@@ -309,6 +320,21 @@ pub(crate) fn apply(
             Ok(CommandResponse::default())
         }
         Command::Note { .. } => Ok(CommandResponse::default()),
+        Command::ReportRelease {
+            node_id,
+            level,
+            version,
+        } => {
+            let release = NodeRelease {
+                level: *level,
+                version: version.clone(),
+            };
+            tx.put(Cf::State, keys::release(*node_id), &release);
+            Ok(CommandResponse::default())
+        }
+        Command::SetClusterLevel { level } => set_cluster_level(tx, *level),
+        #[cfg(feature = "rehearse-next-level")]
+        Command::Rehearsal { .. } => Ok(CommandResponse::default()),
         Command::StageDirectory { import, records } => {
             for record in records {
                 for address in &record.addresses {
@@ -455,9 +481,6 @@ pub(crate) fn apply(
         } => {
             // A session an identity provider vouched for needs no local account; a local
             // account of the same name is someone else.
-            // FIXME: a node of an older release does not know `external` and refuses such an
-            // entry, so during a rolling upgrade an Azure AD session exists only on the
-            // upgraded nodes; requests that reach the others are answered "not signed in".
             let user = tx.get::<pullback_domain::User>(Cf::State, &keys::user(&session.user))?;
             if session.external.is_none() && user.is_none_or(|u| u.disabled) {
                 return Ok(CommandResponse::refused(format!(
@@ -582,6 +605,53 @@ pub(crate) fn state_name(state: IncidentState) -> &'static str {
         IncidentState::Open => "open",
         IncidentState::Closed => "closed",
     }
+}
+
+/// The release a node reported; see [`Command::ReportRelease`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NodeRelease {
+    pub level: u32,
+    pub version: String,
+}
+
+/// The cluster's command level as of this point in the batch.
+pub(crate) fn cluster_level(tx: &Tx<'_>) -> Result<u32, StoreError> {
+    Ok(tx
+        .get::<u32>(Cf::State, keys::CLUSTER_LEVEL)?
+        .unwrap_or(BASE_LEVEL))
+}
+
+/// Raises the cluster's command level once every member of the group, as the applied
+/// membership says, reported a release that applies it.
+fn set_cluster_level(tx: &mut Tx<'_>, level: u32) -> Result<CommandResponse, StoreError> {
+    let current = cluster_level(tx)?;
+    if level < current {
+        return Ok(CommandResponse::refused(format!(
+            "the cluster runs at command level {current}, which is never lowered"
+        )));
+    }
+    let membership = tx
+        .get::<openraft::StoredMembership<u64, crate::Member>>(Cf::State, keys::MEMBERSHIP)?
+        .unwrap_or_default();
+    let mut behind = Vec::new();
+    for (id, _) in membership.membership().nodes() {
+        match tx.get::<NodeRelease>(Cf::State, &keys::release(*id))? {
+            Some(release) if release.level >= level => {}
+            Some(release) => behind.push(format!(
+                "node {id} runs {} (level {})",
+                release.version, release.level
+            )),
+            None => behind.push(format!("node {id} has not reported its release")),
+        }
+    }
+    if !behind.is_empty() {
+        return Ok(CommandResponse::refused(format!(
+            "command level {level} needs every member to run a release of that level: {}",
+            behind.join("; ")
+        )));
+    }
+    tx.put(Cf::State, keys::CLUSTER_LEVEL.to_vec(), &level);
+    Ok(CommandResponse::default())
 }
 
 /// The cluster CA as stored; see [`Command::SetClusterCa`].

@@ -300,6 +300,10 @@ pub mod keys {
         format!("rejected_seen/{source}\0{event_key}").into_bytes()
     }
     pub const CLUSTER_CA: &[u8] = b"cluster/ca";
+    pub const CLUSTER_LEVEL: &[u8] = b"cluster/level";
+    pub fn release(node_id: u64) -> Vec<u8> {
+        numbered("release", node_id)
+    }
     pub fn join_token(sha256: &str) -> Vec<u8> {
         format!("join_token/{sha256}").into_bytes()
     }

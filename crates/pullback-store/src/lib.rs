@@ -19,7 +19,7 @@ pub mod search;
 mod snapshot;
 mod state_machine;
 
-pub use apply::{ClusterCa, DayCounts, JoinToken};
+pub use apply::{ClusterCa, DayCounts, JoinToken, NodeRelease};
 pub use db::{Cf, Db, OpenError, StoreError, StoreMemory};
 pub use log_store::LogStore;
 pub use read::{IncidentFilter, Reader};

@@ -4,12 +4,13 @@
 //! write; followers may lag, which the cluster layer accounts for.
 
 use crate::LogId;
-use crate::apply::{ClusterCa, JoinToken};
+use crate::apply::{ClusterCa, JoinToken, NodeRelease};
 use crate::db::{Cf, Db, StoreError, keys};
 use pullback_domain::{
     Alert, Checkpoint, Incident, IncidentState, MatchCondition, MessageId, QuarantineJob,
     RejectedEvent, SourceDefinition, Timestamp,
 };
+use std::collections::BTreeMap;
 
 /// Which incidents to list.
 #[derive(Clone, Debug, Default)]
@@ -73,6 +74,25 @@ impl Reader {
     /// The cluster CA, once the first node stored it.
     pub fn cluster_ca(&self) -> Result<Option<ClusterCa>, StoreError> {
         self.db.get(Cf::State, keys::CLUSTER_CA)
+    }
+
+    /// The cluster's command level: what commands may be proposed (see
+    /// [`pullback_domain::COMMAND_LEVEL`]).
+    pub fn cluster_level(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .db
+            .get::<u32>(Cf::State, keys::CLUSTER_LEVEL)?
+            .unwrap_or(pullback_domain::BASE_LEVEL))
+    }
+
+    /// The release each node last reported, by node id.
+    pub fn releases(&self) -> Result<BTreeMap<u64, NodeRelease>, StoreError> {
+        Ok(self
+            .db
+            .scan::<NodeRelease>(Cf::State, b"release/")?
+            .into_iter()
+            .filter_map(|(key, release)| Some((keys::id_of(&key)?, release)))
+            .collect())
     }
 
     /// A join token by the SHA-256 of its secret.

@@ -1160,3 +1160,58 @@ async fn deletes_are_recorded_on_the_job_and_only_a_soft_one_can_be_restored() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_command_level_rises_once_every_member_reported_it_and_never_falls() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.reader.cluster_level().unwrap(),
+        pullback_domain::BASE_LEVEL
+    );
+    h.index += 1;
+    let members = std::collections::BTreeMap::from([
+        (1, pullback_store::Member::default()),
+        (2, pullback_store::Member::default()),
+    ]);
+    let entry = Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), h.index),
+        payload: EntryPayload::Membership(openraft::Membership::new(vec![[1, 2].into()], members)),
+    };
+    h.sm.apply(vec![entry]).await.unwrap();
+    let report = |node_id: u64, level: u32| Command::ReportRelease {
+        node_id,
+        level,
+        version: format!("v{level}"),
+    };
+
+    h.apply(report(1, 2)).await;
+    let silent = h.apply(Command::SetClusterLevel { level: 2 }).await;
+    assert_eq!(
+        silent.refused.as_deref(),
+        Some(
+            "command level 2 needs every member to run a release of that level: node 2 has not \
+             reported its release"
+        )
+    );
+    h.apply(report(2, 1)).await;
+    let old = h.apply(Command::SetClusterLevel { level: 2 }).await;
+    assert!(
+        old.refused
+            .as_deref()
+            .unwrap()
+            .contains("node 2 runs v1 (level 1)"),
+        "{old:?}"
+    );
+    assert_eq!(h.reader.cluster_level().unwrap(), 1);
+
+    h.apply(report(2, 3)).await;
+    let raised = h.apply(Command::SetClusterLevel { level: 2 }).await;
+    assert_eq!(raised.refused, None);
+    assert_eq!(h.reader.cluster_level().unwrap(), 2);
+    let lower = h.apply(Command::SetClusterLevel { level: 1 }).await;
+    assert!(lower.refused.unwrap().contains("never lowered"));
+    assert_eq!(h.reader.cluster_level().unwrap(), 2);
+    let releases = h.reader.releases().unwrap();
+    assert_eq!(releases[&1].version, "v2");
+    assert_eq!(releases[&2].level, 3);
+}

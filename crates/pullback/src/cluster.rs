@@ -71,6 +71,14 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 1800)]
         node_timeout_secs: u64,
     },
+    /// Ends an upgrade of every node: raises the cluster's command level to what every
+    /// member's release applies, so the commands new in that release may be used. Before it,
+    /// nodes may still go back to the previous release; after it, that release no longer
+    /// starts on this cluster. `cluster upgrade` does this once every node confirmed.
+    Finalize {
+        #[command(flatten)]
+        api: ApiOptions,
+    },
     /// Takes a node out of the cluster.
     Remove {
         #[command(flatten)]
@@ -146,6 +154,10 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         } => {
             let client = ApiClient::new(&api)?;
             crate::roll::run(&client, &file, Duration::from_secs(node_timeout_secs)).await
+        }
+        ClusterCommand::Finalize { api } => {
+            let client = ApiClient::new(&api)?;
+            finalize(&client).await
         }
         ClusterCommand::Remove { api, id } => {
             let client = ApiClient::new(&api)?;
@@ -337,15 +349,33 @@ fn force_new_cluster(path: &Path, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the cluster's command level as far as every member allows, and says so.
+pub(crate) async fn finalize(client: &ApiClient) -> anyhow::Result<()> {
+    let answer: serde_json::Value = client
+        .send(reqwest::Method::POST, "/api/v1/cluster/finalize", None)
+        .await
+        .context("the upgrade could not be finalized")?;
+    let level = answer["level"].as_u64().unwrap_or_default();
+    if answer["raised"].as_bool() == Some(true) {
+        println!("the cluster now runs at command level {level}");
+    } else {
+        println!(
+            "the cluster already runs at command level {level}, the newest every node applies"
+        );
+    }
+    Ok(())
+}
+
 fn print_status(status: &ClusterStatus) {
     let leader = status
         .leader
         .map_or("none".to_owned(), |id| format!("node {id}"));
     println!(
-        "leader: {leader}   term: {}   last log index: {}   applied: {}",
+        "leader: {leader}   term: {}   last log index: {}   applied: {}   command level: {}",
         status.term,
         status.last_log_index.unwrap_or(0),
-        status.applied.unwrap_or(0)
+        status.applied.unwrap_or(0),
+        status.level
     );
     if !status.from_leader {
         println!(
@@ -354,19 +384,24 @@ fn print_status(status: &ClusterStatus) {
         );
     }
     println!(
-        "{:>4}  {:<8}  {:<24}  {:<32}  {:>8}  {:>6}",
-        "id", "role", "raft", "api", "matched", "lag"
+        "{:>4}  {:<8}  {:<24}  {:<32}  {:>8}  {:>6}  {:<16}",
+        "id", "role", "raft", "api", "matched", "lag", "release (level)"
     );
     for member in &status.members {
         let show = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        let release = member
+            .release
+            .as_ref()
+            .map_or("-".to_owned(), |r| format!("{} ({})", r.version, r.level));
         println!(
-            "{:>4}  {:<8}  {:<24}  {:<32}  {:>8}  {:>6}",
+            "{:>4}  {:<8}  {:<24}  {:<32}  {:>8}  {:>6}  {:<16}",
             member.id,
             member.role,
             member.raft,
             member.api,
             show(member.matched),
-            show(member.lag)
+            show(member.lag),
+            release
         );
     }
 }

@@ -5,6 +5,8 @@
 //! itself, then until the cluster has a leader and every member caught up, and only then go
 //! on. The first node that refuses the image, fails or falls back stops the roll; the nodes
 //! after it are not touched, and running the command again skips the nodes already upgraded.
+//! Once every node confirmed, the roll finalizes the upgrade: the cluster's command level
+//! rises to the new release's, and the commands it added may be used.
 
 use crate::cluster::ApiClient;
 use anyhow::{Context, bail};
@@ -88,7 +90,7 @@ pub(crate) async fn run(
         println!("node {}: {version} confirmed and caught up", member.id);
     }
     println!("every node runs {version}");
-    Ok(())
+    crate::cluster::finalize(client).await
 }
 
 /// Follows the node's upgrade until its trial boot confirmed itself; fails on anything else.
@@ -169,6 +171,7 @@ mod tests {
             api: String::new(),
             matched: None,
             lag,
+            release: None,
         }
     }
 
@@ -180,6 +183,7 @@ mod tests {
             term: 3,
             last_log_index: Some(100),
             applied: Some(100),
+            level: 1,
             members,
         }
     }
