@@ -13,6 +13,9 @@
 #   BATCH          records per request: an etcd transaction of BATCH puts, a Pullback push of
 #                  BATCH alerts (1)
 #   DURATION       measured seconds per cluster (20)
+#   PAD_INTO       where a Pullback alert carries its user data: subject (every padding word
+#                  becomes a search term) or details (a field kept but not searched, beside a
+#                  short subject and a threat URL) (subject)
 #   WARMUP         seconds of writes before the measured window (3)
 #   ETCD_PORT_BASE etcd members listen on BASE+1..3 for clients and BASE+11..13 for peers (23790)
 #   ETCD_TLS       1: etcd with client TLS and mutual peer TLS, as Pullback's API and Raft
@@ -47,6 +50,7 @@ esac
 CONCURRENCY="${CONCURRENCY:-64}"
 BATCH="${BATCH:-1}"
 PAYLOAD="${PAYLOAD:-512}"
+PAD_INTO="${PAD_INTO:-subject}"
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-3}"
 ETCD_PORT_BASE="${ETCD_PORT_BASE:-23790}"
@@ -338,7 +342,8 @@ run_pullback() {
     done
     log "Pullback is ready on $endpoints"
 
-    run_loadgen pullback --endpoints "$endpoints" --ca-file "$ca" --api-key-file "$key"
+    run_loadgen pullback --endpoints "$endpoints" --ca-file "$ca" --api-key-file "$key" \
+        --pad-into "$PAD_INTO"
     jq --arg rev "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
         '. + {pullback_commit: $rev}' "$work/pullback.json" >"$work/pullback.result.json"
     stop_pullback

@@ -58,7 +58,19 @@ enum TargetArgs {
         /// A file holding the API key, sent as `Authorization: Bearer <key>`.
         #[arg(long)]
         api_key_file: PathBuf,
+        /// Where an alert carries its user data: `subject`, which makes every padding word a
+        /// search term of its own (the figures in docs/performance.md); or `details`, a field
+        /// kept with the alert but not searched, beside a short subject and a threat URL.
+        #[arg(long, value_enum, default_value_t = PadInto::Subject)]
+        pad_into: PadInto,
     },
+}
+
+/// Which field of a pushed alert holds its user data.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum PadInto {
+    Details,
+    Subject,
 }
 
 /// The shape of the load, the same for both targets.
@@ -103,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             load,
             ca_file,
             api_key_file,
+            pad_into,
         } => {
             let http = http_client(&load, Some(&ca_file))?;
             let authorization = bearer(&read_api_key(&api_key_file)?)?;
@@ -113,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
                     http,
                     authorization,
                     batch,
+                    pad_into,
                 },
             )
         }
@@ -180,6 +194,7 @@ enum Target {
         http: reqwest::Client,
         authorization: reqwest::header::HeaderValue,
         batch: u64,
+        pad_into: PadInto,
     },
 }
 
@@ -240,7 +255,7 @@ impl Target {
     /// The request body of the write of `key`: for etcd the key and a value of `payload`
     /// bytes, base64-encoded as the gateway wants them; for Pullback one alert whose JSON
     /// comes to `payload` bytes (or as little above as its fixed fields allow), filled up
-    /// through its subject.
+    /// through the field `pad_into` names.
     fn body(&self, key: &str, payload: usize, padding: &mut Padding) -> Vec<u8> {
         let keys: Vec<String> = (0..self.batch()).map(|n| batch_key(key, n)).collect();
         match self {
@@ -260,16 +275,16 @@ impl Target {
                     .to_string()
                     .into_bytes()
             }
-            Target::Pullback { .. } => {
-                let bare = alert_request(&keys[..1], "").to_string().len();
-                let subjects: Vec<String> = keys
+            Target::Pullback { pad_into, .. } => {
+                let bare = alert_request(&keys[..1], "", *pad_into).to_string().len();
+                let fillings: Vec<String> = keys
                     .iter()
                     .map(|_| padding.text(payload.saturating_sub(bare)))
                     .collect();
                 let alerts: Vec<Value> = keys
                     .iter()
-                    .zip(&subjects)
-                    .map(|(key, subject)| alert(key, subject))
+                    .zip(&fillings)
+                    .map(|(key, filling)| alert(key, filling, *pad_into))
                     .collect();
                 json!({ "source": "loadgen", "alerts": alerts })
                     .to_string()
@@ -321,19 +336,35 @@ impl Target {
 }
 
 /// The ingest request carrying one alert for each of `keys`.
-fn alert_request(keys: &[String], subject: &str) -> Value {
-    let alerts: Vec<Value> = keys.iter().map(|key| alert(key, subject)).collect();
+fn alert_request(keys: &[String], filling: &str, pad_into: PadInto) -> Value {
+    let alerts: Vec<Value> = keys
+        .iter()
+        .map(|key| alert(key, filling, pad_into))
+        .collect();
     json!({ "source": "loadgen", "alerts": alerts })
 }
 
-fn alert(key: &str, subject: &str) -> Value {
-    json!({
-        "id": key,
-        "message_id": format!("<{key}@loadgen>"),
-        "recipients": ["user@example.com"],
-        "sender": "attacker@example.net",
-        "subject": subject,
-    })
+/// One alert whose user data, `filling`, is in the field `pad_into` names.
+fn alert(key: &str, filling: &str, pad_into: PadInto) -> Value {
+    match pad_into {
+        PadInto::Subject => json!({
+            "id": key,
+            "message_id": format!("<{key}@loadgen>"),
+            "recipients": ["user@example.com"],
+            "sender": "attacker@example.net",
+            "subject": filling,
+        }),
+        PadInto::Details => json!({
+            "id": key,
+            "message_id": format!("<{key}@loadgen>"),
+            "recipients": ["user@example.com"],
+            "sender": "attacker@example.net",
+            "subject": "Your invoice is overdue",
+            "classification": "phish",
+            "threats": [{ "type": "url", "value": "https://invoices.example.net/pay" }],
+            "details": filling,
+        }),
+    }
 }
 
 /// The key of record `n` of the request keyed by `key`.
@@ -651,22 +682,34 @@ impl Report {
 mod tests {
     use super::*;
 
-    fn pullback() -> Target {
+    fn pullback(pad_into: PadInto) -> Target {
         Target::Pullback {
             http: reqwest::Client::new(),
             authorization: bearer("k").unwrap(),
             batch: 1,
+            pad_into,
         }
     }
 
     #[test]
     fn pullback_bodies_come_to_the_payload() {
         let key = record_key("0123456789ab", 7, 42);
-        for payload in [300, 512, 4096] {
-            let body = pullback().body(&key, payload, &mut Padding::new(3));
-            assert_eq!(body.len(), payload);
-            let request: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(request["alerts"][0]["id"], key.as_str());
+        let shapes = [
+            (PadInto::Details, "details", [512, 4096]),
+            (PadInto::Subject, "subject", [300, 4096]),
+        ];
+        for (pad_into, field, payloads) in shapes {
+            for payload in payloads {
+                let body = pullback(pad_into).body(&key, payload, &mut Padding::new(3));
+                assert_eq!(body.len(), payload, "{field}");
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                let alert = &request["alerts"][0];
+                assert_eq!(alert["id"], key.as_str());
+                assert!(
+                    alert[field].as_str().unwrap().len() > payload / 4,
+                    "{field}"
+                );
+            }
         }
     }
 
