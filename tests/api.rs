@@ -214,6 +214,15 @@ async fn metrics_show_raft_and_source_state() {
         "{text}"
     );
     assert!(text.contains("pullback_raft_proposals_total"), "{text}");
+    // The source's checkpoints went through the leader's grouping.
+    let count = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("pullback_commit_seconds_count") > 0, "{text}");
+    assert!(count("pullback_group_commands_count") > 0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

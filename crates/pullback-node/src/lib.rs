@@ -237,8 +237,9 @@ impl Node {
             directory_cache: tokio::sync::Mutex::new(None),
         });
         let leader_raft = raft.clone();
+        let metrics = node.metrics.clone();
         node.spawn_background(run_groups(grouped, move |commands| {
-            commit_group(leader_raft.clone(), commands)
+            commit_group(leader_raft.clone(), metrics.clone(), commands)
         }));
         if node.peers.is_some() {
             node.spawn_background(cluster::forward_groups(node.clone(), forwarded));
@@ -889,7 +890,9 @@ fn weight_of(command: &Command) -> usize {
 }
 
 /// Commits a group of commands on the leader as one log entry (a lone command as itself).
-async fn commit_group(raft: Raft, mut commands: Vec<Command>) -> GroupAnswer {
+async fn commit_group(raft: Raft, metrics: Metrics, mut commands: Vec<Command>) -> GroupAnswer {
+    metrics.group_commands.observe(commands.len() as f64);
+    let _timer = metrics.commit_seconds.start_timer();
     if commands.len() == 1 {
         let response = write(&raft, commands.remove(0)).await?;
         return Ok(vec![Ok(response)]);

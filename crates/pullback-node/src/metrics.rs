@@ -1,6 +1,6 @@
 //! Prometheus metrics of one node. Names start with `pullback_`; counters end in `_total`.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,6 +15,11 @@ pub struct Metrics {
     pub oidc_sign_ins: IntCounterVec,
     pub raft: IntGaugeVec,
     pub store_memory: IntGaugeVec,
+    /// On the leader: from handing a group of commands to Raft until it was committed and
+    /// applied here.
+    pub commit_seconds: Histogram,
+    /// On the leader: how many commands each log entry grouped.
+    pub group_commands: Histogram,
 }
 
 impl Metrics {
@@ -89,8 +94,29 @@ impl Metrics {
         registry
             .register(Box::new(store_memory.clone()))
             .expect("metric registered once");
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("metric registered once");
+            h
+        };
+        let commit_seconds = histogram(
+            "pullback_commit_seconds",
+            "On the leader, the time from handing a group of commands to Raft until it was \
+             committed and applied.",
+            prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets"),
+        );
+        let group_commands = histogram(
+            "pullback_group_commands",
+            "On the leader, the commands each log entry grouped.",
+            prometheus::exponential_buckets(1.0, 2.0, 10).expect("valid buckets"),
+        );
         Metrics {
             registry,
+            commit_seconds,
+            group_commands,
             store_memory,
             alerts_accepted,
             alerts_duplicate,
