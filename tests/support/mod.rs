@@ -213,7 +213,6 @@ timeout_secs = 10
     )
 }
 
-/// A running `pullback server`; killed when dropped.
 /// A `pullback` built one command level ahead of this one, with the command only such a
 /// build knows: the next release, for tests of rolling upgrades. `scripts/test.sh` builds it
 /// (`scripts/build-rehearsal.sh`).
@@ -233,6 +232,7 @@ pub fn rehearsal_binary() -> PathBuf {
     binary
 }
 
+/// A running `pullback server`; killed when dropped.
 pub struct Server {
     pub child: Child,
     pub base: String,

@@ -327,6 +327,28 @@ impl Command {
         }
     }
 
+    /// Why this command cannot go into the log of a cluster running at the command level
+    /// `cluster` returns, if it cannot. `cluster` is asked only for a command above the base
+    /// level, so the usual command reads nothing.
+    pub fn refusal_by_level<E>(
+        &self,
+        cluster: impl FnOnce() -> Result<u32, E>,
+    ) -> Result<Option<String>, E> {
+        let level = self.level();
+        if level <= BASE_LEVEL {
+            return Ok(None);
+        }
+        let cluster = cluster()?;
+        Ok((level > cluster).then(|| {
+            format!(
+                "{} needs command level {level}, and the cluster runs at level {cluster}: \
+                 upgrade every node to a release of level {level} or later, then finalize the \
+                 upgrade (`pullback cluster finalize`)",
+                self.name()
+            )
+        }))
+    }
+
     /// What the command applies to, for the audit log. Never holds a secret: credentials,
     /// keys, password hashes and session tokens are left out.
     pub fn describe(&self) -> String {

@@ -27,7 +27,7 @@ pub use metrics::Metrics;
 
 use openraft::ServerState;
 use pullback_cluster::{NodeIdentity, PeerNetwork};
-use pullback_domain::{BASE_LEVEL, COMMAND_LEVEL, Command, CommandResponse, Timestamp};
+use pullback_domain::{COMMAND_LEVEL, Command, CommandResponse, Timestamp};
 use pullback_store::{Member, Raft, Reader};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -471,22 +471,15 @@ impl Node {
     /// checks too, so that its other forwarded commands do not fail with it at an older
     /// leader.
     fn check_level(&self, command: &Command) -> Result<(), ProposeError> {
-        let level = command.level();
-        if level <= BASE_LEVEL {
-            return Ok(());
-        }
-        let cluster = self.reader.cluster_level().map_err(|e| {
-            ProposeError::Unavailable(format!("reading the cluster's command level: {e}"))
+        let refusal = command.refusal_by_level(|| {
+            self.reader.cluster_level().map_err(|e| {
+                ProposeError::Unavailable(format!("reading the cluster's command level: {e}"))
+            })
         })?;
-        if level <= cluster {
-            return Ok(());
+        match refusal {
+            Some(why) => Err(ProposeError::Refused(why)),
+            None => Ok(()),
         }
-        Err(ProposeError::Refused(format!(
-            "{} needs command level {level}, and the cluster runs at level {cluster}: upgrade \
-             every node to a release of level {level} or later, then finalize the upgrade \
-             (`pullback cluster finalize`)",
-            command.name()
-        )))
     }
 
     fn count(&self, name: &str, result: &Result<CommandResponse, ProposeError>) {

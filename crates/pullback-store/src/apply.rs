@@ -117,16 +117,10 @@ pub(crate) fn apply(
     command: &Command,
     term: u64,
 ) -> Result<CommandResponse, StoreError> {
-    let level = command.level();
+    // Audited and batched commands are checked one by one as they are applied.
     let wrapper = matches!(command, Command::Audited { .. } | Command::Batch { .. });
-    if !wrapper && level > BASE_LEVEL {
-        let cluster = cluster_level(tx)?;
-        if level > cluster {
-            return Ok(CommandResponse::refused(format!(
-                "{} needs command level {level} and the cluster runs at {cluster}",
-                command.name()
-            )));
-        }
+    if !wrapper && let Some(why) = command.refusal_by_level(|| cluster_level(tx))? {
+        return Ok(CommandResponse::refused(why));
     }
     match command {
         Command::IngestAlerts {
