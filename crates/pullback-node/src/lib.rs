@@ -50,8 +50,11 @@ const MAX_GROUP: usize = 512;
 /// The most alerts grouped into one entry. openraft gives an append one heartbeat interval
 /// to reach a follower and be stored, so entries must stay small enough to make it.
 const MAX_GROUP_ALERTS: usize = 2_000;
-/// How many grouped entries may be in flight at once.
-const GROUPS_IN_FLIGHT: usize = 4;
+/// How many grouped entries may be in flight at once. openraft 0.9 holds its core while the
+/// leader's own append is synced, so entries do not overlap much on the leader: two let one
+/// entry replicate while the next is appended. One and two measured the same, four lower
+/// (smaller entries, as many syncs; docs/performance.md).
+const GROUPS_IN_FLIGHT: usize = 2;
 
 /// Why a command was not committed or a read cannot be answered.
 #[derive(Clone, Debug, thiserror::Error, Serialize, serde::Deserialize)]

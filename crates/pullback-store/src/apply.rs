@@ -12,6 +12,10 @@ use pullback_domain::{
 use rocksdb::WriteBatch;
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where match conditions are stored, in [`Cf::State`].
+const CONDITIONS: &[u8] = b"condition/";
 
 /// Pending writes of one apply batch, readable before they are committed.
 pub(crate) struct Tx<'a> {
@@ -20,6 +24,9 @@ pub(crate) struct Tx<'a> {
     /// Key ranges to delete, applied before the writes. Reads in the same batch do not see
     /// them, so only ranges nothing else in the batch reads may go here.
     ranges: Vec<(Cf, Vec<u8>, Vec<u8>)>,
+    /// The match conditions as of the last read, until a write in the batch changes them:
+    /// every alert of a batch is matched against them.
+    conditions: Option<Arc<Vec<MatchCondition>>>,
 }
 
 impl<'a> Tx<'a> {
@@ -28,6 +35,14 @@ impl<'a> Tx<'a> {
             db,
             writes: BTreeMap::new(),
             ranges: Vec::new(),
+            conditions: None,
+        }
+    }
+
+    /// Forgets the conditions read so far if a write to `cf` may change them.
+    fn touch(&mut self, cf: Cf, key: &[u8]) {
+        if cf == Cf::State && key.starts_with(CONDITIONS) {
+            self.conditions = None;
         }
     }
 
@@ -53,6 +68,7 @@ impl<'a> Tx<'a> {
     }
 
     pub(crate) fn put<T: Serialize>(&mut self, cf: Cf, key: Vec<u8>, value: &T) {
+        self.touch(cf, &key);
         self.writes.insert((cf, key), Some(encode(value)));
     }
 
@@ -61,12 +77,16 @@ impl<'a> Tx<'a> {
     }
 
     pub(crate) fn delete_range(&mut self, cf: Cf, from: Vec<u8>, to: Vec<u8>) {
+        if cf == Cf::State {
+            self.conditions = None;
+        }
         self.writes
             .retain(|(c, key), _| *c != cf || key.as_slice() < from.as_slice() || key >= &to);
         self.ranges.push((cf, from, to));
     }
 
     pub(crate) fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.touch(cf, &key);
         self.writes.insert((cf, key), None);
     }
 
@@ -78,22 +98,25 @@ impl<'a> Tx<'a> {
     }
 
     /// Match conditions as of this point in the batch.
-    fn conditions(&self) -> Result<Vec<MatchCondition>, StoreError> {
-        let mut by_key: BTreeMap<Vec<u8>, MatchCondition> = self
-            .db
-            .scan(Cf::State, b"condition/")?
-            .into_iter()
-            .collect();
-        for ((cf, key), value) in &self.writes {
-            if *cf != Cf::State || !key.starts_with(b"condition/") {
-                continue;
-            }
+    fn conditions(&mut self) -> Result<Arc<Vec<MatchCondition>>, StoreError> {
+        if let Some(conditions) = &self.conditions {
+            return Ok(conditions.clone());
+        }
+        let mut by_key: BTreeMap<Vec<u8>, MatchCondition> =
+            self.db.scan(Cf::State, CONDITIONS)?.into_iter().collect();
+        let pending = self
+            .writes
+            .range((Cf::State, CONDITIONS.to_vec())..)
+            .take_while(|((cf, key), _)| *cf == Cf::State && key.starts_with(CONDITIONS));
+        for ((_, key), value) in pending {
             match value {
                 Some(bytes) => by_key.insert(key.clone(), decode(key, bytes)?),
                 None => by_key.remove(key),
             };
         }
-        Ok(by_key.into_values().collect())
+        let conditions = Arc::new(by_key.into_values().collect::<Vec<_>>());
+        self.conditions = Some(conditions.clone());
+        Ok(conditions)
     }
 
     pub(crate) fn into_batch(self) -> WriteBatch {

@@ -105,6 +105,12 @@ impl StoreMemory {
     fn cache(self) -> usize {
         (self.megabytes.max(3) << 20) / 3
     }
+
+    /// The target size of the first level below the memtables: eight times one column
+    /// family's memtable, so that it holds about two rounds of flushes (16 MiB by default).
+    fn first_level(self) -> usize {
+        self.memtables() / 4 * 8
+    }
 }
 
 /// A cheap handle on the shared database.
@@ -152,6 +158,12 @@ impl Db {
         let families = Cf::ALL.map(|cf| {
             let mut family = Options::default();
             family.set_write_buffer_size(memory.memtables() / 4);
+            // The first level sized after what the memtables flush into it, not RocksDB's
+            // default of 256 MiB: index keys arrive in no particular order, so every
+            // compaction into that level rewrites most of it, and a level far larger than
+            // the flushes multiplied the bytes written (docs/performance.md).
+            family.set_max_bytes_for_level_base(memory.first_level() as u64);
+            family.set_target_file_size_base(memory.first_level() as u64 / 4);
             family.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), family)
         });

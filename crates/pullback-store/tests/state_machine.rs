@@ -404,6 +404,47 @@ async fn the_cluster_ca_is_set_once_and_its_key_never_shows_in_debug_output() {
     assert_eq!(stored.key_pem.0, "PRIVATE-KEY-BYTES");
 }
 
+/// Match conditions are read once per apply batch and kept while they do not change; a
+/// change in the middle of the batch must still reach the alerts after it.
+#[tokio::test]
+async fn alerts_of_one_batch_are_matched_against_the_conditions_as_of_their_command() {
+    let mut h = Harness::new();
+    let alert = |n: u32| {
+        ingest(vec![draft(
+            &format!("e{n}"),
+            &format!("<m{n}@x>"),
+            &["a@corp.test"],
+            "phish",
+        )])
+    };
+    let entries = [
+        alert(1),
+        quarantine_phish(),
+        alert(2),
+        alert(3),
+        Command::DeleteMatchCondition {
+            name: "phish".into(),
+        },
+        alert(4),
+    ]
+    .into_iter()
+    .map(|command| {
+        h.index += 1;
+        Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), h.index),
+            payload: EntryPayload::Normal(command),
+        }
+    })
+    .collect::<Vec<_>>();
+    let responses = h.sm.apply(entries).await.unwrap();
+    let jobs: Vec<usize> = responses.iter().map(|r| r.jobs.len()).collect();
+    assert_eq!(
+        jobs,
+        [0, 0, 1, 1, 0, 0],
+        "only the alerts between the condition's creation and its deletion are quarantined"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_applies_each_command_in_order_and_answers_each() {
     let mut h = Harness::new();
