@@ -23,10 +23,11 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
-/// How many bytes of encoded entries [`Recent`] keeps. Under load the entries being
-/// replicated and applied are the last few dozen, a few hundred KiB; the bound only matters
-/// for large batches, whose older entries are then read from RocksDB.
-const RECENT_BYTES: usize = 4 << 20;
+/// How many bytes of encoded entries [`Recent`] keeps; decoded they take about three times
+/// as much memory. Under load the entries being replicated and applied are the last few,
+/// tens of KiB each; the bound only matters for large batches, whose older entries are then
+/// read from RocksDB.
+const RECENT_BYTES: usize = 1 << 20;
 
 /// The log half of the storage. Cloning it gives another reader on the same database and the
 /// same [`Recent`] entries.
