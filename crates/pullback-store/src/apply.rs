@@ -14,9 +14,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Where match conditions are stored, in [`Cf::State`].
-const CONDITIONS: &[u8] = b"condition/";
-
 /// Pending writes of one apply batch, readable before they are committed.
 pub(crate) struct Tx<'a> {
     db: &'a Db,
@@ -41,7 +38,7 @@ impl<'a> Tx<'a> {
 
     /// Forgets the conditions read so far if a write to `cf` may change them.
     fn touch(&mut self, cf: Cf, key: &[u8]) {
-        if cf == Cf::State && key.starts_with(CONDITIONS) {
+        if cf == Cf::State && key.starts_with(keys::CONDITIONS) {
             self.conditions = None;
         }
     }
@@ -102,12 +99,15 @@ impl<'a> Tx<'a> {
         if let Some(conditions) = &self.conditions {
             return Ok(conditions.clone());
         }
-        let mut by_key: BTreeMap<Vec<u8>, MatchCondition> =
-            self.db.scan(Cf::State, CONDITIONS)?.into_iter().collect();
+        let mut by_key: BTreeMap<Vec<u8>, MatchCondition> = self
+            .db
+            .scan(Cf::State, keys::CONDITIONS)?
+            .into_iter()
+            .collect();
         let pending = self
             .writes
-            .range((Cf::State, CONDITIONS.to_vec())..)
-            .take_while(|((cf, key), _)| *cf == Cf::State && key.starts_with(CONDITIONS));
+            .range((Cf::State, keys::CONDITIONS.to_vec())..)
+            .take_while(|((cf, key), _)| *cf == Cf::State && key.starts_with(keys::CONDITIONS));
         for ((_, key), value) in pending {
             match value {
                 Some(bytes) => by_key.insert(key.clone(), decode(key, bytes)?),

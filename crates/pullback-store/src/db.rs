@@ -278,8 +278,10 @@ pub mod keys {
     pub fn job(id: u64) -> Vec<u8> {
         numbered("job", id)
     }
+    /// Where match conditions start, each under `condition/<name>`.
+    pub const CONDITIONS: &[u8] = b"condition/";
     pub fn condition(name: &str) -> Vec<u8> {
-        format!("condition/{name}").into_bytes()
+        [CONDITIONS, name.as_bytes()].concat()
     }
     pub fn source(name: &str) -> Vec<u8> {
         format!("source/{name}").into_bytes()

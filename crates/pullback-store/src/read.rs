@@ -150,7 +150,7 @@ impl Reader {
     }
 
     pub fn match_conditions(&self) -> Result<Vec<MatchCondition>, StoreError> {
-        self.values(Cf::State, b"condition/")
+        self.values(Cf::State, keys::CONDITIONS)
     }
 
     /// Sources defined in the replicated state (not TAP sources, which the file defines).

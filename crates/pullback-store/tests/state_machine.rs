@@ -33,12 +33,17 @@ impl Harness {
         }
     }
 
-    async fn apply_in_term(&mut self, term: u64, command: Command) -> CommandResponse {
+    /// The next log entry, appended by node 1 in `term`.
+    fn next_entry(&mut self, term: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
         self.index += 1;
-        let entry = Entry::<TypeConfig> {
+        Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), self.index),
-            payload: EntryPayload::Normal(command),
-        };
+            payload,
+        }
+    }
+
+    async fn apply_in_term(&mut self, term: u64, command: Command) -> CommandResponse {
+        let entry = self.next_entry(term, EntryPayload::Normal(command));
         self.sm.apply(vec![entry]).await.unwrap().remove(0)
     }
 
@@ -428,13 +433,7 @@ async fn alerts_of_one_batch_are_matched_against_the_conditions_as_of_their_comm
         alert(4),
     ]
     .into_iter()
-    .map(|command| {
-        h.index += 1;
-        Entry::<TypeConfig> {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), h.index),
-            payload: EntryPayload::Normal(command),
-        }
-    })
+    .map(|command| h.next_entry(1, EntryPayload::Normal(command)))
     .collect::<Vec<_>>();
     let responses = h.sm.apply(entries).await.unwrap();
     let jobs: Vec<usize> = responses.iter().map(|r| r.jobs.len()).collect();
@@ -1209,15 +1208,14 @@ async fn the_command_level_rises_once_every_member_reported_it_and_never_falls()
         h.reader.cluster_level().unwrap(),
         pullback_domain::BASE_LEVEL
     );
-    h.index += 1;
     let members = std::collections::BTreeMap::from([
         (1, pullback_store::Member::default()),
         (2, pullback_store::Member::default()),
     ]);
-    let entry = Entry::<TypeConfig> {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), h.index),
-        payload: EntryPayload::Membership(openraft::Membership::new(vec![[1, 2].into()], members)),
-    };
+    let entry = h.next_entry(
+        1,
+        EntryPayload::Membership(openraft::Membership::new(vec![[1, 2].into()], members)),
+    );
     h.sm.apply(vec![entry]).await.unwrap();
     let report = |node_id: u64, level: u32| Command::ReportRelease {
         node_id,
